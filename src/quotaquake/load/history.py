@@ -1,0 +1,86 @@
+"""The request history: one row per request, the contract between record (Locust) and check (verify).
+
+Written by ``quotaquake.load.recorder`` as Parquet parts under ``<run>/history/`` (each Locust worker
+process writes its own ``part-<worker>-<seq>.parquet``; readers take the whole folder).
+
+Columns (times are UTC epoch nanoseconds from the generator's wall clock, latencies milliseconds):
+
+==============  =========  ==========================================================================
+column          type       meaning
+==============  =========  ==========================================================================
+intended_ns     int64      when the open-model schedule wanted the request sent
+sent_ns         int64      when it was actually sent (``sent_ns - intended_ns`` = generator lag)
+latency_ms      float64    actual send -> response complete (or error); service time
+consumer        string     consumer id, ``anon:<ip>`` for keyless clients, ``invalid`` for bad keys
+tier            string     tier of the consumer (``anonymous`` / ``invalid`` for the two above)
+endpoint        string     request path without query (``/identify`` ...)
+method          string     HTTP method
+cost            float64    the policy's cost of the endpoint
+status          int32      HTTP status; 0 when no response arrived (timeout, connection error)
+error           string     error text for status 0 / 5xx, null otherwise
+rl_limit        float64    X-RateLimit-Limit (or X-RateLimit-Limit-Minute), null if absent
+rl_remaining    float64    X-RateLimit-Remaining (or -Minute), null if absent
+rl_reset        float64    X-RateLimit-Reset seconds, null if absent
+retry_after     float64    Retry-After seconds, null if absent
+degraded        string     X-Quotaquake-Degraded (limiter decided without Redis), null if absent
+replica         string     X-Quotaquake-Replica (which gateway replica answered), null if absent
+upstream_ms     float64    X-Envoy-Upstream-Service-Time (time spent in the upstream), null if absent
+worker          string     generator worker id (host-pid)
+==============  =========  ==========================================================================
+
+Derived in verification: corrected latency ``(sent_ns - intended_ns)/1e6 + latency_ms`` (coordinated
+omission corrected: measured from the intended send time).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HISTORY_DIR = "history"
+
+SCHEMA = pa.schema(
+    [
+        ("intended_ns", pa.int64()),
+        ("sent_ns", pa.int64()),
+        ("latency_ms", pa.float64()),
+        ("consumer", pa.string()),
+        ("tier", pa.string()),
+        ("endpoint", pa.string()),
+        ("method", pa.string()),
+        ("cost", pa.float64()),
+        ("status", pa.int32()),
+        ("error", pa.string()),
+        ("rl_limit", pa.float64()),
+        ("rl_remaining", pa.float64()),
+        ("rl_reset", pa.float64()),
+        ("retry_after", pa.float64()),
+        ("degraded", pa.string()),
+        ("replica", pa.string()),
+        ("upstream_ms", pa.float64()),
+        ("worker", pa.string()),
+    ]
+)
+
+COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
+
+
+def history_dir(run_dir: Path) -> Path:
+    return run_dir / HISTORY_DIR
+
+
+def read_history(run_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """All parts of a run's history as one frame sorted by ``sent_ns`` (empty frame if none)."""
+    folder = history_dir(run_dir)
+    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not parts:
+        return SCHEMA.empty_table().to_pandas() if columns is None else SCHEMA.empty_table().select(
+            columns).to_pandas()
+    table = pq.read_table(parts, schema=SCHEMA, columns=columns)
+    frame = table.to_pandas()
+    if "sent_ns" in frame.columns:
+        frame = frame.sort_values("sent_ns", kind="stable", ignore_index=True)
+    return frame

@@ -1,0 +1,123 @@
+"""The stack state file: the one source of truth about a running stack.
+
+``quotaquake stack up`` writes it (default ``.quotaquake/stack.json``, or the path in the environment
+variable ``QUOTAQUAKE_STATE``); scenarios, chaos experiments and ``stack down`` read it. It is written
+incrementally while the stack starts, so a harness killed mid-start still leaves a file that names every
+process it spawned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from quotaquake.config import validation_problem
+from quotaquake.errors import ConfigError, UsageError
+
+STATE_ENV_VAR = "QUOTAQUAKE_STATE"
+DEFAULT_STATE_PATH = Path(".quotaquake/stack.json")
+
+QuotaModel = Literal["token-bucket", "fixed-window"]
+
+
+def state_path(explicit: Path | None = None) -> Path:
+    """The state file path: ``explicit``, else ``$QUOTAQUAKE_STATE``, else ``.quotaquake/stack.json``."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(STATE_ENV_VAR)
+    return Path(from_env) if from_env else DEFAULT_STATE_PATH
+
+
+class Consumer(BaseModel):
+    """A provisioned API consumer: registry id, quota tier and API key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tier: str
+    key: str
+
+
+class ServiceRecord(BaseModel):
+    """One process (local provider) or container (docker provider) of the stack.
+
+    ``argv``/``env``/``cwd`` let chaos restart a local process exactly as it was started;
+    ``start_time`` (clock ticks since boot, from /proc) guards against killing a reused pid.
+    """
+
+    name: str
+    kind: str  # redis | postgres | gateway | lb | limiter | stub-api | prometheus | kong | container
+    pid: int | None = None
+    start_time: int | None = None
+    argv: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    log: str | None = None
+    url: str | None = None
+    container_id: str | None = None
+
+
+class Endpoints(BaseModel):
+    """Addresses of the stack. URLs are loopback for the local provider."""
+
+    gateway: str  # the front load balancer: what clients use
+    replicas: list[str] = Field(default_factory=list)  # each gateway replica's proxy URL
+    replica_admin: list[str] = Field(default_factory=list)  # each replica's admin/metrics URL
+    lb_admin: str | None = None
+    redis: str | None = None
+    postgres: str | None = None
+    prometheus: str | None = None
+    stub_api: str | None = None
+    limiters: list[str] = Field(default_factory=list)
+    calibration_path: str = "/calibrate"
+
+
+class StackState(BaseModel):
+    version: int = 1
+    provider: str  # local | docker | external
+    stack_id: str
+    work_dir: str  # where the provider keeps configs, data dirs and logs
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    ready: bool = False  # False while starting; True once every service answered its readiness check
+    replicas: int = 3
+    defect: str | None = None
+    model: QuotaModel = "token-bucket"
+    policy_file: str | None = None
+    endpoints: Endpoints | None = None
+    consumers: list[Consumer] = Field(default_factory=list)
+    services: dict[str, ServiceRecord] = Field(default_factory=dict)
+
+    def consumers_of(self, tier: str) -> list[Consumer]:
+        return [c for c in self.consumers if c.tier == tier]
+
+    def require_endpoints(self) -> Endpoints:
+        if self.endpoints is None:
+            raise UsageError(f"stack {self.stack_id} has no endpoints yet (still starting?)")
+        return self.endpoints
+
+
+def write_state(state: StackState, path: Path) -> None:
+    """Write atomically (temp file + rename) so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(state.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_state(path: Path) -> StackState:
+    """Read a state file; a missing or corrupt file is a one-line ``UsageError``."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no stack state file; start one with `quotaquake stack up`") from None
+    try:
+        return StackState.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(path, None, f"corrupt state file ({exc.msg}); remove it") from None
+    except ValidationError as exc:
+        raise validation_problem(path, exc) from None
