@@ -59,6 +59,9 @@ class ServiceRecord(BaseModel):
     cwd: str | None = None
     log: str | None = None
     url: str | None = None
+    ready_url: str | None = None  # what readiness polls: http(s)://..., redis://..., postgresql://...
+    run_as: str | None = None  # system user the process runs as (postgres refuses root)
+    data_dir: str | None = None  # throwaway data kept outside work_dir (e.g. Postgres, owned by run_as)
     container_id: str | None = None
 
 
@@ -82,6 +85,7 @@ class StackState(BaseModel):
     provider: str  # local | docker | external
     stack_id: str
     work_dir: str  # where the provider keeps configs, data dirs and logs
+    state_file: str  # this file: where handles write back restarted pids
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     ready: bool = False  # False while starting; True once every service answered its readiness check
     replicas: int = 3

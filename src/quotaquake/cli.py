@@ -1,0 +1,197 @@
+"""The ``quotaquake`` command: stack up/status/down, run, verify.
+
+Every ``UsageError`` (bad input, a service that cannot start) becomes one line on stderr and exit code 2;
+Ctrl-C stops what the command started and exits 130.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quotaquake.errors import UsageError
+from quotaquake.policy import DEFAULT_POLICY_PATH
+from quotaquake.stack.state import StackState, read_state, state_path
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
+stack_app = typer.Typer(help="Bring the system under test up and down.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console()
+err = Console(stderr=True)
+
+StateOpt = Annotated[
+    Path | None, typer.Option("--state", help="State file (default $QUOTAQUAKE_STATE or .quotaquake/stack.json).")
+]
+PolicyOpt = Annotated[Path, typer.Option("--policy", help="Quota policy file.")]
+ReplicasOpt = Annotated[int, typer.Option("--replicas", help="Gateway replicas behind the load balancer.")]
+DefectOpt = Annotated[
+    str | None, typer.Option("--defect", help="Seed a limiter defect: racy, fail-closed, no-retry-after, slow.")
+]
+
+
+def print_endpoints(state: StackState) -> None:
+    endpoints = state.require_endpoints()
+    table = Table(title=f"stack {state.stack_id} ({state.provider}, {state.replicas} replicas)", show_header=False)
+    table.add_row("gateway (LB)", endpoints.gateway)
+    for n, url in enumerate(endpoints.replicas, 1):
+        table.add_row(f"replica {n}", url)
+    for label, value in (
+        ("redis", endpoints.redis),
+        ("postgres", endpoints.postgres),
+        ("prometheus", endpoints.prometheus),
+        ("stub api", endpoints.stub_api),
+    ):
+        if value:
+            table.add_row(label, value)
+    table.add_row("consumers", f"{len(state.consumers)} ({', '.join(sorted({c.tier for c in state.consumers}))})")
+    table.add_row("state file", state.state_file)
+    console.print(table)
+    if state.defect:
+        err.print(f"[bold red]DEFECT SEEDED: {state.defect} — this stack is deliberately wrong[/]")
+
+
+@stack_app.command("up")
+def stack_up(
+    replicas: ReplicasOpt = 3,
+    defect: DefectOpt = None,
+    policy: PolicyOpt = DEFAULT_POLICY_PATH,
+    state: StateOpt = None,
+    provider: Annotated[
+        str, typer.Option(help="local (default), docker (Kong via Testcontainers), external.")
+    ] = "local",
+    target: Annotated[Path | None, typer.Option(help="External target file (provider external).")] = None,
+    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Allow a non-loopback host.")] = None,
+) -> None:
+    """Start the stack detached, print its endpoints and write the state file."""
+    from quotaquake.stack.providers import make_provider
+
+    chosen = make_provider(
+        provider,
+        state_path=state_path(state),
+        policy_path=policy,
+        replicas=replicas,
+        defect=defect,
+        target=target,
+        allow_hosts=allow_host or [],
+    )
+    with console.status(f"starting the {provider} stack ..."):
+        started = chosen.up()
+    print_endpoints(started)
+
+
+@stack_app.command("status")
+def stack_status(state: StateOpt = None) -> None:
+    """Show each service's process state and readiness; exit 1 if any is not healthy."""
+    from quotaquake.stack.status import stack_health
+
+    current = read_state(state_path(state))
+    rows = stack_health(current)
+    table = Table(title=f"stack {current.stack_id} ({current.provider})")
+    for column in ("service", "process", "ready", "url"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.name, row.process, "yes" if row.ready else "[red]no[/]", row.url or "")
+    console.print(table)
+    if current.defect:
+        err.print(f"[bold red]DEFECT SEEDED: {current.defect}[/]")
+    if not all(row.ready for row in rows):
+        raise typer.Exit(1)
+
+
+@stack_app.command("down")
+def stack_down(state: StateOpt = None) -> None:
+    """Stop every service of the stack (also after the harness was killed) and remove its files."""
+    from quotaquake.stack.providers import provider_for_state
+
+    path = state_path(state)
+    if not path.exists():
+        console.print(f"no stack (no state file at {path})")
+        return
+    current = read_state(path)
+    provider_for_state(current, path).down(current)
+    console.print(f"stack {current.stack_id} is down")
+
+
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    scenario: Annotated[Path, typer.Option(help="Locust file, e.g. scenarios/tiered.py.")],
+    rate: Annotated[float, typer.Option(help="Target arrival rate, requests per second (open model).")],
+    duration: Annotated[str, typer.Option(help="Run time: 30s, 2m, 1h.")],
+    replicas: ReplicasOpt = 3,
+    defect: DefectOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default reports/<run-id>).")] = None,
+    chaos: Annotated[Path | None, typer.Option(help="Chaos Toolkit experiment to run while load flows.")] = None,
+    chaos_delay: Annotated[str, typer.Option(help="Warm-up before the experiment starts.")] = "5s",
+    processes: Annotated[int | None, typer.Option(help="Locust processes (default: by rate).")] = None,
+    thresholds: Annotated[Path | None, typer.Option(help="SLO thresholds file.")] = None,
+    policy: PolicyOpt = DEFAULT_POLICY_PATH,
+    state: StateOpt = None,
+    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Allow a non-loopback host.")] = None,
+) -> None:
+    """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
+
+    Extra arguments after the options go to Locust (e.g. --qq-weights ...). Exit code: 0 pass, 1 fail,
+    3 unknown, 2 usage error.
+    """
+    from quotaquake.run import RunRequest, parse_duration, record_run, verify_and_report
+
+    request = RunRequest(
+        scenario=scenario,
+        rate=rate,
+        duration_s=parse_duration(duration),
+        replicas=replicas,
+        defect=defect,
+        out=out,
+        chaos=chaos,
+        chaos_delay_s=parse_duration(chaos_delay),
+        state_path=state_path(state),
+        policy_path=policy,
+        thresholds=thresholds,
+        processes=processes,
+        allow_hosts=tuple(allow_host or ()),
+        locust_args=tuple(ctx.args),
+    )
+    run_dir = record_run(request, console)
+    console.print(f"run folder: {run_dir}")
+    raise typer.Exit(verify_and_report(run_dir, thresholds, console))
+
+
+@app.command("verify")
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (reports/<run-id>).")],
+    thresholds: Annotated[Path | None, typer.Option(help="SLO thresholds file.")] = None,
+) -> None:
+    """Check a recorded run against the quota model and the SLOs; write verdicts, report and JUnit.
+
+    Exit code 0 pass, 1 fail, 3 unknown without fail, 2 usage or configuration error.
+    """
+    from quotaquake.run import verify_and_report
+
+    raise typer.Exit(verify_and_report(run_dir, thresholds, console))
+
+
+def main() -> None:
+    """Entry point: one line and exit 2 for usage errors; exit 130 after a clean stop on Ctrl-C."""
+    try:
+        app(standalone_mode=False)
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted; everything started by this command was stopped")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

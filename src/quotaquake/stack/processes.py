@@ -1,0 +1,204 @@
+"""Start, identify, signal and stop local processes; poll readiness with a deadline.
+
+Every process runs in its own session (so its process group holds its children: uvicorn workers,
+Postgres backends) and carries ``QUOTAQUAKE_STACK_ID`` in its environment, so that a later ``stack down``
+finds it even when the harness was SIGKILLed before it could write the pid down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from quotaquake.errors import StackError
+from quotaquake.stack.state import ServiceRecord
+
+STACK_ID_ENV = "QUOTAQUAKE_STACK_ID"
+POLL_INTERVAL_S = 0.02
+
+
+def free_port() -> int:
+    """An unused loopback TCP port (the kernel's choice; a clash later is reported by the service)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def proc_state(pid: int) -> str | None:
+    """One-letter process state (R, S, T, Z, ...) or None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
+def is_alive(record: ServiceRecord) -> bool:
+    """True when the recorded pid still runs the process we started (not a reused pid, not a zombie)."""
+    if record.pid is None:
+        return False
+    started = proc_start_time(record.pid)
+    return started is not None and started == record.start_time and proc_state(record.pid) != "Z"
+
+
+def run_as(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) to drop to when we are root and ``user`` is given (Postgres refuses to run as root)."""
+    if user is None or os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise StackError(user, "system user not found", "install the Debian package that creates it") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def spawn(record: ServiceRecord, stack_id: str, user: str | None = None) -> ServiceRecord:
+    """Start ``record.argv`` detached in its own session; return the record with pid and start time."""
+    env = {**os.environ, **record.env, STACK_ID_ENV: stack_id}
+    log_path = Path(record.log) if record.log else Path(os.devnull)
+    ids = run_as(user)
+    try:
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                record.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=record.cwd,
+                env=env,
+                start_new_session=True,
+                user=ids[0] if ids else None,
+                group=ids[1] if ids else None,
+                extra_groups=[] if ids else None,
+            )
+    except FileNotFoundError:
+        raise StackError(record.name, f"binary not found: {record.argv[0]}", "run the README's setup") from None
+    return record.model_copy(update={"pid": proc.pid, "start_time": proc_start_time(proc.pid)})
+
+
+def signal_group(record: ServiceRecord, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the record's process group if its leader is still ours; False if it is gone."""
+    if not is_alive(record) or record.pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, sig)
+        return True
+    return False
+
+
+def pids_with_stack_id(stack_id: str) -> list[int]:
+    """Every process whose environment carries our stack id (strays the state file may not name)."""
+    marker = f"{STACK_ID_ENV}={stack_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of our own child so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _gone(pids: list[int]) -> bool:
+    for pid in pids:
+        _reap(pid)
+    return all(proc_state(pid) in (None, "Z") for pid in pids)
+
+
+def terminate_pids(pids: list[int], grace_s: float) -> None:
+    """SIGCONT + SIGTERM each pid, SIGKILL whatever still runs after ``grace_s`` seconds."""
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+    if poll_until(lambda: _gone(pids), grace_s):
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    poll_until(lambda: _gone(pids), 2.0)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid`` (the leader may already be gone)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.append(int(entry.name))
+    return members
+
+
+def poll_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``condition`` every 20 ms until it is true (True) or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL_S)
+
+
+def log_tail(record: ServiceRecord, lines: int = 3) -> str:
+    """The last lines of a service's log, joined on one line, for error messages."""
+    if not record.log:
+        return ""
+    try:
+        text = Path(record.log).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def wait_ready(record: ServiceRecord, check: Callable[[], bool], timeout_s: float) -> None:
+    """Poll ``check`` (exceptions count as not ready) until it passes; StackError if the process dies
+    or the deadline passes, quoting the end of its log."""
+
+    def ready() -> bool:
+        if not is_alive(record):
+            raise StackError(record.name, "exited during start", log_tail(record) or f"see {record.log}")
+        try:
+            return check()
+        except Exception:
+            return False
+
+    if not poll_until(ready, timeout_s):
+        raise StackError(record.name, f"not ready after {timeout_s:.0f} s", log_tail(record) or f"see {record.log}")
+
+
+@contextlib.contextmanager
+def ignoring_sigint() -> Iterator[None]:
+    """Defer Ctrl-C while a cleanup runs, so an impatient second Ctrl-C cannot leave processes behind."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
