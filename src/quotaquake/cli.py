@@ -6,6 +6,7 @@ Ctrl-C stops what the command started and exits 130.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -176,22 +177,24 @@ def verify(
     raise typer.Exit(verify_and_report(run_dir, thresholds, console))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Entry point: one line and exit 2 for usage errors; exit 130 after a clean stop on Ctrl-C."""
+    """Entry point: one line and exit 2 for usage errors; exit 130 after a clean stop on Ctrl-C.
+
+    SIGINT and SIGTERM both interrupt (and so clean up), even when the shell started us with SIGINT
+    ignored (a background job).
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app(standalone_mode=False)
+        app()  # standalone: click usage errors exit 2 by themselves, Ctrl-C becomes exit 130
     except UsageError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted; everything started by this command was stopped")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except SystemExit as exc:
+        if exc.code == 130:
+            err.print("interrupted; everything this command started was stopped")
         raise

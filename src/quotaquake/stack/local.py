@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -460,6 +461,9 @@ class LocalProvider:
 def stop_stack_processes(state: StackState) -> None:
     """SIGTERM (then SIGKILL after the grace period) every process of the stack, children included."""
     pids = set(processes.pids_with_stack_id(state.stack_id))
+    postgres = state.services.get("postgres")
+    if postgres is not None:  # SIGINT is Postgres' fast shutdown; SIGTERM would wait for its clients
+        processes.signal_group(postgres, signal.SIGINT)
     for record in state.services.values():
         if processes.is_alive(record) and record.pid is not None:
             pids.update(processes.group_members(record.pid))

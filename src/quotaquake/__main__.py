@@ -1,0 +1,3 @@
+from quotaquake.cli import main
+
+main()

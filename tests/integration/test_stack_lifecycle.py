@@ -1,0 +1,173 @@
+"""The local stack on real processes: up, status, down, and the faults around them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from quotaquake.errors import UsageError
+from quotaquake.stack import processes
+from quotaquake.stack.local import LocalProvider
+from quotaquake.stack.state import read_state
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+QUOTAQUAKE = [sys.executable, "-m", "quotaquake"]
+
+
+def cli(*args: str, state: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QUOTAQUAKE_STATE": str(state)}
+    return subprocess.run([*QUOTAQUAKE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def our_listening_ports(state_file: Path) -> set[int]:
+    state = read_state(state_file)
+    ports = set()
+    for record in state.services.values():
+        if record.url and record.url.count(":") >= 2:
+            ports.add(int(record.url.rsplit(":", 1)[1].split("/")[0]))
+    return ports
+
+
+def listening(port: int) -> bool:
+    with processes.socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_cli_up_status_down_leaves_nothing_behind(tmp_path):
+    state_file = tmp_path / "stack.json"
+    up = cli("stack", "up", "--replicas", "2", state=state_file)
+    assert up.returncode == 0, up.stderr
+    state = read_state(state_file)
+    assert state.ready and len(state.endpoints.replicas) == 2
+    assert {c.tier for c in state.consumers} == {"free", "pro", "enterprise", "partner"}
+    assert min(len(state.consumers_of(t)) for t in ("free", "pro", "enterprise", "partner")) >= 5
+    ports = our_listening_ports(state_file)
+    assert ports and all(listening(p) for p in ports)
+
+    again = cli("stack", "up", state=state_file)
+    assert again.returncode == 2 and "already up" in again.stderr and "Traceback" not in again.stderr
+
+    status = cli("stack", "status", state=state_file)
+    assert status.returncode == 0, status.stdout
+    replicas_seen = {httpx.get(state.endpoints.gateway + "/calibrate").headers["x-quotaquake-replica"]
+                     for _ in range(6)}
+    assert replicas_seen == {"gateway-1", "gateway-2"}  # round robin over both
+
+    down = cli("stack", "down", state=state_file)
+    assert down.returncode == 0, down.stderr
+    assert not state_file.exists()
+    assert processes.pids_with_stack_id(state.stack_id) == []
+    assert not any(listening(p) for p in ports)
+    assert not Path(state.work_dir).exists()
+
+
+def test_down_after_the_harness_was_sigkilled_mid_start(tmp_path):
+    state_file = tmp_path / "stack.json"
+    env = {**os.environ, "QUOTAQUAKE_STATE": str(state_file)}
+    harness = subprocess.Popen([*QUOTAQUAKE, "stack", "up"], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert processes.poll_until(lambda: state_file.exists() and len(read_state(state_file).services) >= 4, 20)
+    harness.kill()
+    harness.wait()
+    stack_id = read_state(state_file).stack_id
+    time.sleep(0.5)  # let processes the harness spawned just before dying show up in /proc
+    down = cli("stack", "down", state=state_file)
+    assert down.returncode == 0, down.stderr
+    assert processes.pids_with_stack_id(stack_id) == []
+
+
+def test_stale_state_file_is_reaped_on_the_next_up(tmp_path):
+    state_file = tmp_path / "stack.json"
+    provider = LocalProvider(state_path=state_file, work_root=tmp_path, policy_path=REPO / "stack/policy.yaml",
+                             replicas=1)
+    first = provider.up()
+    for record in first.services.values():  # simulate a crash of everything: the state file stays
+        processes.signal_group(record, signal.SIGKILL)
+    assert processes.poll_until(lambda: not any(processes.is_alive(r) for r in first.services.values()), 5)
+    second = provider.up()
+    try:
+        assert second.stack_id != first.stack_id
+        assert not Path(first.work_dir).exists()
+    finally:
+        provider.down(second)
+
+
+def test_sigint_during_up_stops_everything(tmp_path):
+    state_file = tmp_path / "stack.json"
+    env = {**os.environ, "QUOTAQUAKE_STATE": str(state_file)}
+    harness = subprocess.Popen([*QUOTAQUAKE, "stack", "up"], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert processes.poll_until(lambda: state_file.exists() and len(read_state(state_file).services) >= 4, 20)
+    stack_id = read_state(state_file).stack_id
+    harness.send_signal(signal.SIGINT)
+    _, stderr = harness.communicate(timeout=30)
+    assert harness.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert processes.pids_with_stack_id(stack_id) == []
+    assert not state_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--replicas", "0"], "--replicas"),
+        (["--defect", "sloppy"], "unknown defect 'sloppy'"),
+        (["--policy", "nope.yaml"], "nope.yaml: file not found"),
+        (["--provider", "cloud"], "unknown provider 'cloud'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    result = cli("stack", "up", *args, state=tmp_path / "stack.json")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "stack.json").exists()
+
+
+def test_port_clash_is_reported_and_nothing_is_left(tmp_path, monkeypatch):
+    blocker = processes.socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    real_free_port = processes.free_port
+    handed = iter([taken])
+    monkeypatch.setattr(processes, "free_port", lambda: next(handed, None) or real_free_port())
+    provider = LocalProvider(state_path=tmp_path / "stack.json", work_root=tmp_path,
+                             policy_path=REPO / "stack/policy.yaml", replicas=1)
+    try:
+        with pytest.raises(UsageError, match="redis"):
+            provider.up()
+    finally:
+        blocker.close()
+    assert not (tmp_path / "stack.json").exists()
+    assert not list(tmp_path.glob("stack-*"))
+
+
+def test_service_handles_kill_stop_resume_restart(stack_factory):
+    from quotaquake.stack.handles import handle_for
+
+    state = stack_factory(replicas=1)
+    redis = handle_for(state, "redis")
+    url = state.endpoints.redis
+    redis.stop()
+    assert not redis.is_running()
+    redis.resume()
+    assert redis.is_running()
+    redis.kill()
+    assert not redis.is_running()
+    redis.restart()
+    assert redis.is_running()
+    from quotaquake.stack.readiness import redis_ready
+
+    assert redis_ready(url)
+    with pytest.raises(UsageError, match="unknown service 'mysql'"):
+        handle_for(state, "mysql")
