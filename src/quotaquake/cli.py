@@ -115,6 +115,8 @@ def stack_down(state: StateOpt = None) -> None:
         return
     current = read_state(path)
     provider_for_state(current, path).down(current)
+    if path.exists() and read_state(path).stack_id == current.stack_id:
+        path.unlink()
     console.print(f"stack {current.stack_id} is down")
 
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quotaquake.errors import UsageError
-from quotaquake.stack.provider import Provider
+from quotaquake.stack.handles import handle_for
+from quotaquake.stack.provider import Provider, ServiceHandle
 from quotaquake.stack.state import StackState
 
 PROVIDERS = ("local", "docker", "external")
@@ -35,24 +36,36 @@ def make_provider(
     if name == "docker":
         from quotaquake.stack.docker import DockerProvider
 
-        return DockerProvider(state_path=state_path, policy_path=policy_path, replicas=replicas)  # type: ignore[no-any-return]
+        if defect:
+            raise UsageError("--defect: seeded defects live in the embedded limiter; the docker provider runs Kong")
+        return DockerProvider(state_path=state_path, policy_path=policy_path, replicas=replicas)
     if name == "external":
         if target is None:
             raise UsageError("--target: the external provider needs a target file (gateway URL, consumers)")
         from quotaquake.stack.external import ExternalProvider
 
-        return ExternalProvider(target, state_path=state_path, allow_hosts=allow_hosts)  # type: ignore[no-any-return]
+        return ExternalProvider(target, state_path=state_path, allow_hosts=allow_hosts)
     raise UsageError(f"--provider: unknown provider '{name}' (choose one of: {', '.join(PROVIDERS)})")
+
+
+class _Untouched:
+    """``down`` for an external stack: the deployment is not ours, nothing is stopped."""
+
+    name = "external"
+
+    def up(self) -> StackState:
+        raise UsageError("an external stack is described by its target file; use `stack up --provider external`")
+
+    def down(self, state: StackState) -> None:
+        del state
+
+    def handle(self, state: StackState, service: str) -> ServiceHandle:
+        return handle_for(state, service)
 
 
 def provider_for_state(state: StackState, path: Path) -> Provider:
     """The provider that can stop ``state``'s stack."""
+    if state.provider == "external":
+        return _Untouched()
     policy = Path(state.policy_file) if state.policy_file else Path("stack/policy.yaml")
-    return make_provider(
-        state.provider,
-        state_path=path,
-        policy_path=policy,
-        replicas=state.replicas,
-        defect=None,
-        target=None if state.provider != "external" else Path(state.work_dir),
-    )
+    return make_provider(state.provider, state_path=path, policy_path=policy, replicas=state.replicas, defect=None)

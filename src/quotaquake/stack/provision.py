@@ -54,6 +54,10 @@ def add_consumer(state: StackState, tier: str) -> Consumer:
 
     The limiter finds it on its first request (cache miss -> registry lookup). Needs Postgres up.
     """
+    if state.provider == "docker":  # Kong's registry is its Admin API, not our tables
+        from quotaquake.stack.docker import add_consumer as add_kong_consumer
+
+        return add_kong_consumer(state, tier)
     dsn = state.require_endpoints().postgres
     if dsn is None:
         raise StackError("postgres", "this stack has no consumer registry to add to")

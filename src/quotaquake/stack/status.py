@@ -19,7 +19,7 @@ class ServiceHealth:
 
 def process_state(record: ServiceRecord) -> str:
     if record.pid is None:
-        return "remote"
+        return "container" if record.container_id else "remote"
     if not processes.is_alive(record):
         return "dead"
     return "stopped" if processes.proc_state(record.pid) == "T" else "running"
@@ -39,6 +39,6 @@ def stack_health(state: StackState) -> list[ServiceHealth]:
     rows = []
     for record in state.services.values():
         process = process_state(record)
-        ready = process in ("running", "remote") and probe(record.ready_url)
+        ready = process in ("running", "remote", "container") and probe(record.ready_url)
         rows.append(ServiceHealth(record.name, process, ready, record.url))
     return rows

@@ -1,0 +1,259 @@
+"""The ``external`` provider: target a deployment quotaquake does not run (e.g. staging Kong).
+
+A YAML target file describes it (relative paths are relative to that file)::
+
+    gateway: https://kong.staging.example.com      # one URL, or a list of replica URLs
+    consumers: consumers.csv                       # CSV with header id,tier,key; or YAML list of {id, tier, key}
+    prometheus: https://prometheus.staging.example.com   # optional
+    model: fixed-window                            # token-bucket | fixed-window (Kong OSS: fixed-window)
+    policy: ../stack/policy.yaml                   # optional: tiers are checked against it
+    allow_hosts: [kong.staging.example.com]        # optional, same as --allow-host
+    calibration_path: null                         # optional: a path the gateway answers without limits
+
+With a list of gateway URLs and no load balancer in front, ``endpoints.gateway`` is the first URL and
+``endpoints.replicas`` lists all of them: the load generator round-robins over ``replicas``.
+
+Safety: every host that is not loopback (``localhost``, 127.0.0.0/8, ``::1``) must be allowed
+explicitly, by ``--allow-host HOST`` or the file's ``allow_hosts`` (a checked-in target file is the
+same deliberate opt-in). No DNS lookups are made to decide this. ``up`` only checks that the targets
+answer and writes the state file; ``down`` leaves the deployment alone; chaos is refused because this
+provider controls none of the services.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from quotaquake.config import load_model, read_yaml
+from quotaquake.errors import ConfigError, StackError, UsageError
+from quotaquake.policy import ANONYMOUS_TIER, load_policy
+from quotaquake.stack.provider import ServiceHandle
+from quotaquake.stack.state import Consumer, Endpoints, QuotaModel, StackState, write_state
+
+REACHABILITY_TIMEOUT_S = 5.0
+CHAOS_REFUSED = (
+    "chaos needs a provider that controls the services; the external provider only sends traffic to an "
+    "existing deployment (use --provider local or docker for fault injection)"
+)
+
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^/\s]+(/.*)?$")]
+
+
+class TargetConfig(BaseModel):
+    """The external target file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gateway: list[HttpUrl]
+    consumers: Path
+    prometheus: HttpUrl | None = None
+    model: QuotaModel = "fixed-window"
+    policy: Path | None = None
+    allow_hosts: list[str] = Field(default_factory=list)
+    calibration_path: str | None = None
+
+    @field_validator("gateway", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("gateway")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one gateway URL is required")
+        return [url.rstrip("/") for url in value]
+
+
+class ConsumerRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(min_length=1)]
+    tier: Annotated[str, Field(min_length=1)]
+    key: Annotated[str, Field(min_length=1)]
+
+
+def host_of(url: str) -> str:
+    host = httpx.URL(url).host
+    return host.lower()
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP literal; any other name counts as remote (no DNS lookup)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_hosts(urls: Iterable[str], allowed: Iterable[str], config_path: Path) -> None:
+    """Raise ``UsageError`` for the first URL whose host is neither loopback nor allowed."""
+    allowed_set = {h.lower() for h in allowed}
+    for url in urls:
+        host = host_of(url)
+        if not is_loopback(host) and host not in allowed_set:
+            raise UsageError(
+                f"{config_path}: {url} is not on this machine; pass --allow-host {host} "
+                f"(or list it under allow_hosts) to send load to it"
+            )
+
+
+def read_consumers(path: Path) -> list[Consumer]:
+    """Consumers from a CSV (header ``id,tier,key``) or YAML (list of mappings) file."""
+    rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _yaml_rows(path)
+    consumers: list[Consumer] = []
+    for index, row in enumerate(rows, start=1):
+        try:
+            parsed = ConsumerRow.model_validate(row)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "(row)"
+            raise ConfigError(path, f"row {index}.{field}", first["msg"]) from None
+        consumers.append(Consumer(id=parsed.id, tier=parsed.tier, key=parsed.key))
+    _check_unique(path, consumers)
+    return consumers
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or not {"id", "tier", "key"} <= set(reader.fieldnames):
+                raise ConfigError(path, "header", f"must name the columns id,tier,key (got {reader.fieldnames})")
+            return [{k: (v or "").strip() for k, v in row.items() if k in {"id", "tier", "key"}} for row in reader]
+    except FileNotFoundError:
+        raise ConfigError(path, None, "file not found") from None
+
+
+def _yaml_rows(path: Path) -> list[object]:
+    data = read_yaml(path)
+    if not isinstance(data, list):
+        raise ConfigError(path, None, "must be a list of {id, tier, key} mappings")
+    return data
+
+
+def _check_unique(path: Path, consumers: Sequence[Consumer]) -> None:
+    for attribute in ("id", "key"):
+        seen: set[str] = set()
+        for index, consumer in enumerate(consumers, start=1):
+            value = getattr(consumer, attribute)
+            if value in seen:
+                raise ConfigError(path, f"row {index}.{attribute}", f"duplicate {attribute} {value!r}")
+            seen.add(value)
+
+
+def _check_tiers(consumers_path: Path, consumers: Sequence[Consumer], tiers: Iterable[str]) -> None:
+    known = set(tiers) | {ANONYMOUS_TIER}
+    for index, consumer in enumerate(consumers, start=1):
+        if consumer.tier not in known:
+            raise ConfigError(consumers_path, f"row {index}.tier", f"tier {consumer.tier!r} is not in the policy")
+
+
+def load_target(config_path: Path) -> TargetConfig:
+    """Read and validate the target file; relative ``consumers``/``policy`` paths become absolute."""
+    config = load_model(config_path, TargetConfig)
+    base = config_path.parent
+    updates: dict[str, object] = {"consumers": base / config.consumers}
+    if config.policy is not None:
+        updates["policy"] = base / config.policy
+    return config.model_copy(update=updates)
+
+
+class ExternalProvider:
+    """An existing deployment described by a target file; see the module docstring."""
+
+    name = "external"
+
+    def __init__(
+        self,
+        config_path: Path,
+        allow_hosts: Sequence[str] = (),
+        *,
+        state_path: Path,
+        client_factory: Callable[[], httpx.Client] | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.allow_hosts = tuple(allow_hosts)
+        self.state_path = state_path
+        self._client_factory = client_factory
+
+    def _client(self) -> httpx.Client:
+        if self._client_factory is not None:
+            return self._client_factory()
+        return httpx.Client(timeout=REACHABILITY_TIMEOUT_S)
+
+    def plan(self) -> StackState:
+        """Validate the target file and build the state, without any network traffic."""
+        config = load_target(self.config_path)
+        urls = [*config.gateway, *([config.prometheus] if config.prometheus else [])]
+        check_hosts(urls, [*self.allow_hosts, *config.allow_hosts], self.config_path)
+        consumers = read_consumers(config.consumers)
+        if config.policy is not None:
+            _check_tiers(config.consumers, consumers, load_policy(config.policy).tiers)
+        return StackState(
+            provider=self.name,
+            stack_id="ext-" + uuid.uuid4().hex[:8],
+            work_dir=str(self.state_path.parent),
+            state_file=str(self.state_path),
+            replicas=len(config.gateway),
+            model=config.model,
+            policy_file=str(config.policy) if config.policy else None,
+            endpoints=Endpoints(
+                gateway=config.gateway[0],
+                replicas=list(config.gateway),
+                prometheus=config.prometheus,
+                calibration_path=config.calibration_path or "",  # "" = the target has no calibration route
+            ),
+            consumers=consumers,
+        )
+
+    def up(self) -> StackState:
+        """Check that every gateway URL answers HTTP (any status) and Prometheus is ready, then write the state."""
+        state = self.plan()
+        endpoints = state.require_endpoints()
+        with self._client() as client:
+            for url in endpoints.replicas:
+                _reachable(client, url, "gateway")
+            if endpoints.prometheus:
+                _reachable(client, endpoints.prometheus.rstrip("/") + "/-/ready", "prometheus", need_ok=True)
+        state.ready = True
+        write_state(state, self.state_path)
+        return state
+
+    def down(self, state: StackState) -> None:
+        """Nothing to stop: the deployment is not ours. Only the state file is left for the caller."""
+        del state
+
+    def handle(self, state: StackState, service: str) -> ServiceHandle:
+        raise UsageError(f"{CHAOS_REFUSED} (asked for {service!r} of stack {state.stack_id})")
+
+
+def _reachable(client: httpx.Client, url: str, what: str, *, need_ok: bool = False) -> None:
+    try:
+        response = client.get(url)
+    except httpx.HTTPError as exc:
+        raise StackError(what, f"{url} does not answer: {type(exc).__name__}: {exc}") from None
+    if need_ok and response.status_code != 200:
+        raise StackError(what, f"{url} answered {response.status_code}, expected 200")
+
+
+__all__ = [
+    "CHAOS_REFUSED",
+    "ConsumerRow",
+    "ExternalProvider",
+    "TargetConfig",
+    "check_hosts",
+    "is_loopback",
+    "load_target",
+    "read_consumers",
+]

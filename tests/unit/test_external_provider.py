@@ -1,0 +1,142 @@
+"""The external provider: target file validation, host allow-list, reachability, no chaos, no teardown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from quotaquake.errors import ConfigError, StackError, UsageError
+from quotaquake.stack.external import CHAOS_REFUSED, ExternalProvider, is_loopback, read_consumers
+from quotaquake.stack.state import read_state
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_target(folder: Path, body: str, consumers_csv: str = "id,tier,key\nfree-1,free,k1\npro-1,pro,k2\n") -> Path:
+    (folder / "consumers.csv").write_text(consumers_csv)
+    path = folder / "target.yaml"
+    path.write_text(body)
+    return path
+
+
+def provider(path: Path, allow: tuple[str, ...] = (), handler: object = None) -> ExternalProvider:
+    def respond(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200 if request.url.path == "/-/ready" else 404)
+
+    transport = httpx.MockTransport(handler or respond)  # type: ignore[arg-type]
+    return ExternalProvider(
+        path, allow, state_path=path.parent / "stack.json", client_factory=lambda: httpx.Client(transport=transport)
+    )
+
+
+def test_loopback_targets_need_no_allow_host_and_state_is_written(tmp_path: Path) -> None:
+    path = write_target(
+        tmp_path,
+        "gateway: [http://127.0.0.1:8000, http://localhost:8001/]\nconsumers: consumers.csv\n"
+        "prometheus: http://[::1]:9090\nmodel: fixed-window\n",
+    )
+    state = provider(path).up()
+    assert state.provider == "external" and state.model == "fixed-window" and state.ready
+    endpoints = state.require_endpoints()
+    assert endpoints.gateway == "http://127.0.0.1:8000"
+    assert endpoints.replicas == ["http://127.0.0.1:8000", "http://localhost:8001"]
+    assert [(c.id, c.tier, c.key) for c in state.consumers] == [("free-1", "free", "k1"), ("pro-1", "pro", "k2")]
+    assert read_state(tmp_path / "stack.json") == state
+
+
+def test_remote_host_needs_allow_host(tmp_path: Path) -> None:
+    path = write_target(tmp_path, "gateway: https://kong.staging.example.com\nconsumers: consumers.csv\n")
+    with pytest.raises(UsageError, match=r"--allow-host kong\.staging\.example\.com"):
+        provider(path).plan()
+    assert provider(path, ("kong.staging.example.com",)).plan().replicas == 1
+
+
+def test_remote_prometheus_is_checked_too(tmp_path: Path) -> None:
+    path = write_target(
+        tmp_path, "gateway: http://127.0.0.1:1\nconsumers: consumers.csv\nprometheus: http://prom.internal:9090\n"
+    )
+    with pytest.raises(UsageError, match=r"prom\.internal"):
+        provider(path).plan()
+
+
+def test_allow_hosts_in_the_target_file_is_the_same_opt_in(tmp_path: Path) -> None:
+    path = write_target(tmp_path, "gateway: http://10.0.0.5:8000\nconsumers: consumers.csv\nallow_hosts: [10.0.0.5]\n")
+    assert provider(path).plan().require_endpoints().gateway == "http://10.0.0.5:8000"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ("gateway: http://127.0.0.1:1\nconsumers: consumers.csv\nmodel: sliding\n", "model"),
+        ("gateway: ftp://127.0.0.1\nconsumers: consumers.csv\n", "gateway.0"),
+        ("gateway: []\nconsumers: consumers.csv\n", "gateway"),
+        ("consumers: consumers.csv\n", "gateway"),
+        ("gateway: http://127.0.0.1:1\nconsumers: consumers.csv\ncolour: red\n", "colour"),
+    ],
+)
+def test_bad_target_file_names_file_and_field(tmp_path: Path, body: str, field: str) -> None:
+    path = write_target(tmp_path, body)
+    with pytest.raises(ConfigError) as raised:
+        provider(path).plan()
+    assert raised.value.path == path and raised.value.field == field
+
+
+def test_consumers_csv_errors_name_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("id,tier,key\na,free,k\nb,free,k\n")
+    with pytest.raises(ConfigError, match=r"c\.csv: row 2\.key: duplicate key 'k'"):
+        read_consumers(path)
+    path.write_text("name,tier\na,free\n")
+    with pytest.raises(ConfigError, match="header"):
+        read_consumers(path)
+    path.write_text("id,tier,key\na,,k\n")
+    with pytest.raises(ConfigError, match=r"row 1\.tier"):
+        read_consumers(path)
+
+
+def test_consumers_yaml_and_tiers_checked_against_the_policy(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("- {id: a, tier: gold, key: k}\n")
+    policy = REPO / "stack" / "policy.yaml"
+    (tmp_path / "t.yaml").write_text(f"gateway: http://127.0.0.1:1\nconsumers: c.yaml\npolicy: {policy}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: row 1\.tier: tier 'gold' is not in the policy"):
+        provider(tmp_path / "t.yaml").plan()
+
+
+def test_unreachable_gateway_is_a_stack_error(tmp_path: Path) -> None:
+    path = write_target(tmp_path, "gateway: http://127.0.0.1:1\nconsumers: consumers.csv\n")
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(StackError, match="does not answer"):
+        provider(path, handler=refuse).up()
+    assert not (tmp_path / "stack.json").exists()
+
+
+def test_chaos_is_refused_and_down_leaves_the_deployment_alone(tmp_path: Path) -> None:
+    path = write_target(tmp_path, "gateway: http://127.0.0.1:1\nconsumers: consumers.csv\n")
+    calls: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200)
+
+    target = provider(path, handler=record)
+    state = target.up()
+    calls.clear()
+    with pytest.raises(UsageError, match="chaos needs a provider that controls the services"):
+        target.handle(state, "redis")
+    target.down(state)
+    assert calls == []
+    assert "chaos needs a provider that controls the services" in CHAOS_REFUSED
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("127.0.0.1", True), ("127.8.9.1", True), ("[::1]", True), ("::1", True),
+     ("10.0.0.1", False), ("example.com", False), ("localhost.example.com", False)],
+)  # fmt: skip
+def test_is_loopback_needs_no_dns(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
