@@ -1,0 +1,83 @@
+"""Process entry point: ``python -m quotaquake.services.limiter --host H --port P --redis URL ...``.
+
+See ``quotaquake.services.limiter`` for the design. Bad options or a bad policy file print one line and
+exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from quotaquake.errors import UsageError
+from quotaquake.policy import load_policy
+from quotaquake.services.limiter.app import LimiterApp
+from quotaquake.services.limiter.decider import Limiter
+from quotaquake.services.limiter.defects import Defect, parse_defect
+from quotaquake.services.limiter.metrics import LimiterMetrics
+from quotaquake.services.limiter.registry import ConsumerRegistry
+from quotaquake.services.limiter.shared import SharedBuckets, parse_redis_url
+
+LOG = logging.getLogger("quotaquake.limiter")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m quotaquake.services.limiter", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--redis", required=True, help="redis://host:port/0")
+    parser.add_argument("--postgres", required=True, help="postgresql://user@host:port/db (consumer registry)")
+    parser.add_argument("--policy", type=Path, required=True, help="policy YAML (stack/policy.yaml)")
+    parser.add_argument("--name", default="limiter", help="replica name, shown in logs")
+    parser.add_argument("--defect", default=None, help="seeded defect: " + ", ".join(d.value for d in Defect))
+    return parser.parse_args(argv)
+
+
+def build_app(args: argparse.Namespace) -> LimiterApp:
+    """Validate the options and the policy, and assemble the ASGI app (no I/O yet)."""
+    policy = load_policy(args.policy)
+    try:
+        defect = parse_defect(args.defect)
+        parse_redis_url(args.redis)
+    except ValueError as exc:
+        raise UsageError(f"limiter options: {exc}") from None
+    degradation = policy.degradation
+    shared = SharedBuckets(args.redis, degradation.redis_timeout_ms / 1000, atomic=defect is not Defect.RACY)
+    registry = ConsumerRegistry(args.postgres, frozenset(policy.tiers), refresh_s=policy.registry.refresh_seconds)
+    if defect is not None:
+        LOG.warning("!!! %s runs with SEEDED DEFECT '%s': its decisions are wrong on purpose !!!", args.name, defect)
+    return LimiterApp(Limiter(policy, registry, shared, LimiterMetrics(), defect))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        app = build_app(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        backlog=2048,
+        server_header=False,
+        date_header=False,
+    )
+    LOG.info("%s listening on http://%s:%d", args.name, args.host, args.port)
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
