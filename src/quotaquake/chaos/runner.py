@@ -1,0 +1,186 @@
+"""Run a Chaos Toolkit experiment against a running stack while load flows (for ``quotaquake run --chaos``).
+
+``ChaosRun.start`` checks the experiment first (Chaos Toolkit's validation, then its targets against
+the stack: ``UsageError``, exit code 2), then starts ``chaos run`` as a subprocess after the warm-up
+delay. The experiment's journal, log and console output land in ``<run_dir>/chaos/``; probe traffic in
+``<run_dir>/chaos/probe-requests.jsonl``. Rollbacks are forced to run in every case
+(``--rollback-strategy always``), also when the run is interrupted; ``terminate`` additionally restores
+the stack itself and checks that it is healthy, in case the interruption cut the rollbacks short.
+
+Interrupting uses SIGINT, not SIGTERM: chaoslib turns SIGTERM into an ``Exception`` that its Python
+provider wraps into ``ActivityFailed`` when it lands inside an activity, so the experiment carries on
+(the whole pause, the rest of the method). ``KeyboardInterrupt`` is not an ``Exception``: wherever it
+lands, chaoslib marks the run interrupted and plays the rollbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quotaquake.chaos.faults import Faults
+from quotaquake.chaos.health import wait_until_healthy
+from quotaquake.chaos.ledger import LEDGER_ENV_VAR, LEDGER_FILE
+from quotaquake.chaos.preflight import check_experiment
+from quotaquake.errors import ConfigError, UsageError
+from quotaquake.stack.handles import handle_for
+from quotaquake.stack.state import STATE_ENV_VAR, read_state
+
+logger = logging.getLogger(__name__)
+
+CHAOS_DIR = "chaos"
+JOURNAL_FILE = "journal.json"
+LOG_FILE = "chaostoolkit.log"
+OUTPUT_FILE = "chaos-output.txt"
+INTERRUPT_GRACE_S = 90.0  # SIGINT -> rollbacks (restarts wait for readiness) -> exit
+RESTORE_TIMEOUT_S = 60.0
+
+
+def chaos_executable() -> str:
+    """The ``chaos`` CLI next to this interpreter (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / "chaos"
+    found = str(beside) if beside.exists() else shutil.which("chaos")
+    if not found:
+        raise UsageError("chaos: the Chaos Toolkit CLI is not installed (pip install chaostoolkit)")
+    return found
+
+
+def load_checked_experiment(experiment: Path, state_path: Path) -> None:
+    """Chaos Toolkit's validation plus the stack-aware checks; one-line ``UsageError`` on failure."""
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.experiment import ensure_experiment_is_valid
+    from chaoslib.loader import load_experiment
+
+    try:
+        loaded = load_experiment(str(experiment))
+        ensure_experiment_is_valid(loaded)
+    except ChaosException as exc:
+        raise ConfigError(experiment, None, str(exc)) from None
+    try:
+        check_experiment(loaded, read_state(state_path))
+    except UsageError as exc:
+        raise ConfigError(experiment, None, str(exc)) from None
+
+
+def chaos_command(experiment: Path, chaos_dir: Path) -> list[str]:
+    return [
+        chaos_executable(), "--no-version-check", "--log-file", str(chaos_dir / LOG_FILE),
+        "run", "--rollback-strategy", "always", "--journal-path", str(chaos_dir / JOURNAL_FILE), str(experiment),
+    ]  # fmt: skip
+
+
+@dataclass
+class ChaosRun:
+    """One experiment run in the background. Create it with ``ChaosRun.start``."""
+
+    experiment: Path
+    state_path: Path
+    chaos_dir: Path
+    delay_s: float
+    command: list[str] = field(default_factory=list)
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _process: subprocess.Popen[bytes] | None = None
+    _launcher: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def start(cls, experiment: Path, *, state_path: Path, run_dir: Path, delay_s: float) -> ChaosRun:
+        """Check ``experiment`` now (``ConfigError``: exit code 2), then start it ``delay_s`` seconds later.
+
+        Returns at once; the experiment runs in a subprocess with ``QUOTAQUAKE_STATE=state_path``.
+        """
+        if not experiment.is_file():
+            raise ConfigError(experiment, None, "no such experiment file")
+        load_checked_experiment(experiment, state_path)
+        chaos_dir = run_dir / CHAOS_DIR
+        command = chaos_command(experiment.resolve(), chaos_dir)  # UsageError now if chaos is not installed
+        run = cls(experiment.resolve(), state_path.resolve(), chaos_dir, max(0.0, delay_s), command)
+        run.chaos_dir.mkdir(parents=True, exist_ok=True)
+        run._launcher = threading.Thread(target=run._launch_after_delay, name="chaos-launcher", daemon=True)
+        run._launcher.start()
+        return run
+
+    @property
+    def journal_path(self) -> Path:
+        return self.chaos_dir / JOURNAL_FILE
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[STATE_ENV_VAR] = str(self.state_path)
+        env[LEDGER_ENV_VAR] = str(self.chaos_dir / LEDGER_FILE)
+        return env
+
+    def _launch_after_delay(self) -> None:
+        if self._cancel.wait(self.delay_s):
+            return  # terminated during the warm-up: never started
+        with self._lock:
+            if self._cancel.is_set():
+                return
+            output = (self.chaos_dir / OUTPUT_FILE).open("wb")
+            self._process = subprocess.Popen(
+                self.command, env=self._environment(), cwd=self.chaos_dir,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            output.close()
+
+    def started(self) -> bool:
+        return self._process is not None
+
+    def wait(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` (warm-up included) for the experiment to finish; its exit code
+        (0: steady state held, 1: deviated or failed). Past the deadline it is interrupted (``terminate``).
+        Either way the stack is then restored if needed and checked healthy (``StackError`` if not)."""
+        assert self._launcher is not None
+        deadline = _Deadline(timeout_s)
+        self._launcher.join(deadline.left())
+        if self._process is None:
+            return self.terminate()  # still in the warm-up at the deadline: cancel, never start
+        try:
+            code = self._process.wait(deadline.left())
+        except subprocess.TimeoutExpired:
+            logger.warning("chaos experiment %s still running after %.0f s: interrupting", self.experiment, timeout_s)
+            return self.terminate()
+        self.restore_stack()  # the rollbacks should have done it; check rather than assume
+        return code
+
+    def terminate(self) -> int:
+        """Interrupt the experiment: SIGINT makes Chaos Toolkit stop and run its rollbacks (SIGKILL after
+        ``INTERRUPT_GRACE_S``); then restore the stack ourselves and check it is healthy. Returns the exit
+        code (-1 when it never started)."""
+        with self._lock:
+            self._cancel.set()
+            process = self._process
+        if process is None:
+            return -1
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(INTERRUPT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: the group is chaos and its children
+                process.wait()
+        self.restore_stack()
+        return process.returncode
+
+    def restore_stack(self) -> list[str]:
+        """Resume/restart whatever is down and wait until the stack is healthy (``StackError`` if not)."""
+        state = read_state(self.state_path)
+        done = Faults(state, handle_for).restore()
+        wait_until_healthy(state, RESTORE_TIMEOUT_S)
+        return done
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._end - time.monotonic())

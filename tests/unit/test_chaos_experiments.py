@@ -1,0 +1,91 @@
+"""Every experiment in chaos/ passes Chaos Toolkit's validation, and every activity's arguments bind to
+its function's signature exactly as chaoslib binds them at run time."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chaoslib.exceptions import InvalidActivity
+from chaoslib.experiment import ensure_experiment_is_valid
+from chaoslib.loader import load_experiment
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = sorted((REPO / "chaos").glob("*.json"))
+K8S_EXPERIMENTS = sorted((REPO / "chaos" / "k8s").glob("*.json"))
+ALL = EXPERIMENTS + K8S_EXPERIMENTS
+EXPECTED = {"redis-kill", "redis-pause", "gateway-replica-kill", "postgres-kill", "combined"}
+
+
+def _activities(experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    hypothesis = experiment.get("steady-state-hypothesis", {})
+    return [*hypothesis.get("probes", []), *experiment.get("method", []), *experiment.get("rollbacks", [])]
+
+
+def test_the_expected_experiments_exist() -> None:
+    assert {p.stem for p in EXPERIMENTS} == EXPECTED
+    assert {p.stem for p in K8S_EXPERIMENTS} == {"redis-kill", "gateway-replica-kill", "postgres-kill"}
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(REPO)))
+def test_chaoslib_validates(path: Path) -> None:
+    ensure_experiment_is_valid(load_experiment(str(path)))
+
+
+def bind(activity: dict[str, Any]) -> None:
+    """Bind an activity's arguments like chaoslib's python provider (configuration/secrets injected)."""
+    provider = activity["provider"]
+    func = getattr(importlib.import_module(provider["module"]), provider["func"])
+    signature = inspect.signature(func)
+    arguments = dict(provider.get("arguments", {}))
+    for injected in ("configuration", "secrets"):
+        if injected in signature.parameters:
+            arguments[injected] = None
+    signature.bind(**arguments)
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(REPO)))
+def test_arguments_bind_to_signatures(path: Path) -> None:
+    for activity in _activities(json.loads(path.read_text())):
+        bind(activity)
+
+
+def test_a_misspelt_argument_does_not_bind_nor_validate() -> None:
+    experiment = json.loads((REPO / "chaos" / "redis-kill.json").read_text())
+    experiment["method"][0]["provider"]["arguments"] = {"servce": "redis"}
+    with pytest.raises(TypeError):
+        bind(experiment["method"][0])
+    with pytest.raises(InvalidActivity, match="service"):
+        ensure_experiment_is_valid(experiment)
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiment_shape(path: Path) -> None:
+    experiment = json.loads(path.read_text())
+    assert experiment["configuration"]["quotaquake_state"] == {
+        "type": "env", "key": "QUOTAQUAKE_STATE", "default": ".quotaquake/stack.json",
+    }  # fmt: skip
+    assert experiment["runtime"]["rollbacks"]["strategy"] == "always"
+    assert [c["provider"]["module"] for c in experiment["controls"]] == ["quotaquake.chaos.control"]
+    probes = experiment["steady-state-hypothesis"]["probes"]
+    assert probes and all("tolerance" in p for p in probes)
+    faults = [a for a in experiment["method"] if a["type"] == "action"]
+    assert faults and faults[-1]["pauses"]["after"] == "${fault_hold_s}"
+    assert experiment["rollbacks"][-1]["provider"]["func"] == "restore_all"
+
+
+@pytest.mark.parametrize("path", K8S_EXPERIMENTS, ids=lambda p: p.stem)
+def test_k8s_experiments_target_the_seed_labels(path: Path) -> None:
+    selectors = {
+        "gateway-replica-kill": ("app=kong", "api-gateway"),
+        "redis-kill": ("app=redis", "caching"),
+        "postgres-kill": ("app=kong-postgres", "api-gateway"),
+    }
+    (terminate,) = json.loads(path.read_text())["method"]
+    arguments = terminate["provider"]["arguments"]
+    assert terminate["provider"]["func"] == "terminate_pods"
+    assert (arguments["label_selector"], arguments["ns"]) == selectors[path.stem]
