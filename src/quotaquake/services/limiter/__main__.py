@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         backlog=2048,
         server_header=False,
         date_header=False,
+        timeout_keep_alive=75,  # longer than the gateway's upstream idle timeout (60 s): no 503 UC races
     )
     LOG.info("%s listening on http://%s:%d", args.name, args.host, args.port)
     uvicorn.Server(config).run()
