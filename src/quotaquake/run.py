@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from quotaquake.chaos.runner import ChaosRun
 from quotaquake.errors import UsageError
 from quotaquake.policy import load_policy
 from quotaquake.record import RunInfo, read_run_info, write_run_info
@@ -144,8 +145,6 @@ def drive_load(request: RunRequest, state: StackState, run_dir: Path, n_processe
 
     chaos = None
     if request.chaos is not None:
-        from quotaquake.chaos.runner import ChaosRun
-
         chaos = ChaosRun.start(
             request.chaos, state_path=Path(state.state_file), run_dir=run_dir, delay_s=request.chaos_delay_s
         )
@@ -169,14 +168,15 @@ def drive_load(request: RunRequest, state: StackState, run_dir: Path, n_processe
             chaos.terminate()
 
 
-def finish_chaos(chaos: object, run_dir: Path, console: Console) -> None:
+def finish_chaos(chaos: ChaosRun, run_dir: Path, console: Console) -> None:
+    """Wait for the experiment (its rollbacks restore the stack), then turn its journal into faults.json."""
     from quotaquake.chaos.journal import fault_windows, write_faults
 
-    code = chaos.wait(CHAOS_GRACE_S)  # type: ignore[attr-defined]
-    journal = run_dir / "chaos" / "journal.json"
-    windows = fault_windows(journal) if journal.exists() else []
+    code = chaos.wait(CHAOS_GRACE_S)
+    windows = fault_windows(chaos.journal_path) if chaos.started() and chaos.journal_path.exists() else []
     write_faults(run_dir, windows)
-    console.print(f"chaos: experiment exited {code}; {len(windows)} fault window(s)")
+    verdict = {0: "steady state held", 1: "deviated or failed"}.get(code, "did not run")
+    console.print(f"chaos: experiment {verdict} (exit {code}); {len(windows)} fault window(s)")
 
 
 def snapshot_server_side(state: StackState, run_dir: Path, info: RunInfo) -> None:

@@ -1,0 +1,94 @@
+"""Run every check over a run folder and write ``verdicts.json``.
+
+A checker that raises yields ``unknown`` with the exception text (never ``pass``). The quota model
+follows ``run.json``'s ``model``: ``token-bucket`` (embedded limiter) or ``fixed-window`` (Kong).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from quotaquake.record import VERDICTS_FILE
+from quotaquake.verify.crosscheck import check_prometheus_crosscheck
+from quotaquake.verify.degradation import check_degradation, check_degraded_over_admission
+from quotaquake.verify.error_budget import check_error_budget
+from quotaquake.verify.generator import check_generator_health
+from quotaquake.verify.headers import check_headers
+from quotaquake.verify.latency import check_latency, check_limiter_latency
+from quotaquake.verify.quota_bucket import CHECK as QUOTA_CHECK
+from quotaquake.verify.quota_bucket import check_quota_token_bucket
+from quotaquake.verify.quota_window import check_quota_fixed_window
+from quotaquake.verify.rundata import RunData, load_run
+from quotaquake.verify.thresholds import Thresholds, load_thresholds
+from quotaquake.verify.verdict import Outcome, Verdict, dumps
+
+Checker = Callable[[RunData, Thresholds], Verdict]
+
+
+def check_quota_accuracy(run: RunData, thresholds: Thresholds) -> Verdict:
+    """The quota model the target declared in ``run.json``."""
+    if run.info.model == "fixed-window":
+        return check_quota_fixed_window(run, thresholds)
+    return check_quota_token_bucket(run, thresholds)
+
+
+CHECKERS: tuple[tuple[str, Checker], ...] = (
+    (QUOTA_CHECK, check_quota_accuracy),
+    ("degraded-over-admission", check_degraded_over_admission),
+    ("headers", check_headers),
+    ("latency", check_latency),
+    ("limiter-latency", check_limiter_latency),
+    ("error-budget", check_error_budget),
+    ("generator-health", check_generator_health),
+    ("prometheus-crosscheck", check_prometheus_crosscheck),
+    ("degradation", check_degradation),
+)
+
+
+def applies(name: str, run: RunData) -> bool:
+    """Whether a check has anything to judge in ``run``.
+
+    Degradation is judged only for runs that included an experiment (or that saw degraded decisions):
+    a run without faults has no degradation verdict at all — neither pass (nothing was shown) nor
+    unknown (nothing was asked). With an experiment but no fault window, the checks say unknown.
+    """
+    if name == "degradation":
+        return run.chaos_ran
+    if name == "degraded-over-admission":
+        return run.chaos_ran or bool(run.degraded.any())
+    return True
+
+
+def run_checks(
+    run: RunData, thresholds: Thresholds, checkers: tuple[tuple[str, Checker], ...] = CHECKERS
+) -> tuple[Verdict, ...]:
+    """Every applicable checker over ``run``; a crash becomes an ``unknown`` verdict naming the exception."""
+    return tuple(_guarded(name, checker, run, thresholds) for name, checker in checkers if applies(name, run))
+
+
+def _guarded(name: str, checker: Checker, run: RunData, thresholds: Thresholds) -> Verdict:
+    try:
+        return checker(run, thresholds)
+    except Exception as exc:  # a crashing checker is unknown, never pass
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return Verdict(
+            name,
+            "unknown",
+            f"checker crashed: {type(exc).__name__}: {exc}",
+            {"exception": repr(exc), "at": f"{where.filename}:{where.lineno}"},
+        )
+
+
+def verify_run(run_dir: Path, thresholds_path: Path | None = None) -> Outcome:
+    """Load ``run_dir``, run all checks, write ``verdicts.json`` and return the outcome.
+
+    ``thresholds_path=None`` uses the built-in defaults (the values in ``stack/thresholds.yaml``).
+    Raises ``ConfigError`` (exit code 2) for a bad thresholds file or an unreadable run folder.
+    """
+    thresholds = load_thresholds(thresholds_path)
+    run = load_run(run_dir)
+    outcome = Outcome(run_dir=run_dir, verdicts=run_checks(run, thresholds))
+    (run_dir / VERDICTS_FILE).write_text(dumps(outcome), encoding="utf-8")
+    return outcome
