@@ -24,6 +24,10 @@ from quotaquake.services.limiter.bucket import Outcome, Quota, decide, refilled
 from quotaquake.services.limiter.keys import bucket_key, month_key
 from quotaquake.services.limiter.resp import RedisUnavailable, Reply, RespError, RespProtocol, connect, encode_command
 
+# The racy defect's window between read and write: one extra round trip of a limiter whose store is a
+# network hop away (~2 ms). Without it the race exists but needs sub-millisecond overlaps to show.
+RACY_WINDOW_S = 0.002
+
 LUA_SOURCE = resources.files("quotaquake.services.limiter").joinpath("decide.lua").read_bytes()
 LUA_SHA = hashlib.sha1(LUA_SOURCE).hexdigest().encode()
 
@@ -108,6 +112,7 @@ class SharedBuckets:
             now = _redis_time(clock)
         held, stamp = (_float(state[0]), _float(state[1])) if isinstance(state, list) else (None, None)
         outcome = decide(quota, cost, refilled(quota, held, stamp, now), _float(used_raw) or 0.0)
+        await asyncio.sleep(RACY_WINDOW_S)  # the read-modify-write gap of a limiter one network hop away
         if outcome.allowed and cost > 0:
             writes = []
             if outcome.tokens is not None:
