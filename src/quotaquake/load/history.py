@@ -35,10 +35,13 @@ omission corrected: measured from the intended send time).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pandas is imported by read_history only: Locust workers never need it
+    import pandas as pd
 
 HISTORY_DIR = "history"
 
@@ -77,10 +80,11 @@ def read_history(run_dir: Path, columns: list[str] | None = None) -> pd.DataFram
     folder = history_dir(run_dir)
     parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not parts:
-        return SCHEMA.empty_table().to_pandas() if columns is None else SCHEMA.empty_table().select(
-            columns).to_pandas()
+        empty = SCHEMA.empty_table()
+        empty_frame: pd.DataFrame = (empty if columns is None else empty.select(columns)).to_pandas()
+        return empty_frame
     table = pq.read_table(parts, schema=SCHEMA, columns=columns)
-    frame = table.to_pandas()
+    frame: pd.DataFrame = table.to_pandas()
     if "sent_ns" in frame.columns:
         frame = frame.sort_values("sent_ns", kind="stable", ignore_index=True)
     return frame

@@ -1,0 +1,285 @@
+"""History recorder: a Locust ``request`` event listener that writes one row per request to Parquet.
+
+Rows follow ``quotaquake.load.history.SCHEMA``. The listener only appends to per-column Python lists
+(header values are kept as the raw strings and parsed to numbers in bulk when flushed), so its cost per
+request is a handful of list appends and header lookups. A background greenlet writes the rows collected
+so far every ``FLUSH_INTERVAL_S`` (1 s) as a new part ``<out>/history/part-<worker>-<seq>.parquet``
+(written to a hidden temp file and renamed, so readers never see half a part); the last rows are written
+when Locust quits. Each process writes its own parts; readers take the whole folder.
+
+Requests that carry no quotaquake context (another User class in the same locustfile) are recorded too,
+with ``intended_ns = sent_ns`` = Locust's start time, so the row count always equals Locust's count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from quotaquake.load.history import COLUMNS, SCHEMA, history_dir
+
+log = logging.getLogger(__name__)
+
+CONTEXT_KEY = "qq"
+FLUSH_INTERVAL_S = 1.0
+ERROR_TEXT_MAX = 300
+
+# column -> response headers to try, in order (names lower-case; Kong's minute variants as fallback)
+HEADER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "rl_limit": ("x-ratelimit-limit", "x-ratelimit-limit-minute"),
+    "rl_remaining": ("x-ratelimit-remaining", "x-ratelimit-remaining-minute"),
+    "rl_reset": ("x-ratelimit-reset", "ratelimit-reset"),
+    "retry_after": ("retry-after",),
+    "degraded": ("x-quotaquake-degraded",),
+    "replica": ("x-quotaquake-replica",),
+    "upstream_ms": ("x-envoy-upstream-service-time",),
+}
+NUMERIC_HEADER_COLUMNS = ("rl_limit", "rl_remaining", "rl_reset", "retry_after", "upstream_ms")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What a quotaquake user knows about a request, passed to Locust as ``context={"qq": ...}``."""
+
+    intended_ns: int
+    sent_ns: int
+    consumer: str
+    tier: str
+    endpoint: str
+    cost: float
+
+
+def worker_id() -> str:
+    """``<host>-<pid>``: names this generator process in rows and part files."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+_dict_get = dict.get
+_HEADER_NAMES = tuple(HEADER_COLUMNS.values())
+NO_HEADERS: tuple[None, ...] = (None,) * len(HEADER_COLUMNS)
+
+
+def header_entries(headers: Any) -> tuple[Any, ...]:
+    """Raw entries of the ``HEADER_COLUMNS`` headers, in that order (``None`` where absent).
+
+    Hot path: geventhttpclient's ``Headers`` is a dict keyed by lower-case name holding ``(field, value)``
+    (a list of them for repeated fields); reading it with ``dict.get`` skips its KeyError-based ``get``,
+    which matters because most looked-up headers are absent. Entries are turned into text at flush time
+    (``header_text``). Other mappings (tests, requests' headers) go through their ``.get``.
+    """
+    get = headers.get if not isinstance(headers, dict) else None
+    entries = []
+    for names in _HEADER_NAMES:
+        entry = None
+        for name in names:
+            entry = _dict_get(headers, name) if get is None else get(name)
+            if entry is not None:
+                break
+        entries.append(entry)
+    return tuple(entries)
+
+
+def header_text(entry: Any) -> str | None:
+    """A raw header entry as text: ``(field, value)`` -> value; repeated field -> first value."""
+    if entry is None or isinstance(entry, str):
+        return entry
+    if isinstance(entry, tuple):
+        return str(entry[1])
+    if isinstance(entry, list):
+        return header_text(entry[0]) if entry else None
+    return str(entry)
+
+
+def header_value(headers: Any, names: tuple[str, ...]) -> str | None:
+    """First present header of ``names`` (lower-case; first line if repeated), or ``None``."""
+    get = headers.get if not isinstance(headers, dict) else None
+    for name in names:
+        entry = _dict_get(headers, name) if get is None else get(name)
+        if entry is not None:
+            return header_text(entry)
+    return None
+
+
+def _to_float(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def float_column(values: list[str | None]) -> pa.Array:
+    """Header strings -> float64; absent or unparsable values (e.g. an HTTP-date Retry-After) -> null."""
+    try:
+        return pc.cast(pa.array(values, pa.string()), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([_to_float(v) for v in values], pa.float64())
+
+
+def build_table(columns: Mapping[str, list[Any]]) -> pa.Table:
+    """The collected columns (header columns holding raw entries) as a table of ``SCHEMA``."""
+    arrays = []
+    for field in SCHEMA:
+        values = columns[field.name]
+        if field.name in HEADER_COLUMNS:
+            values = [header_text(entry) for entry in values]
+        if field.name in NUMERIC_HEADER_COLUMNS:
+            arrays.append(float_column(values))
+        else:
+            arrays.append(pa.array(values, field.type))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+class HistoryRecorder:
+    """Collects rows from Locust ``request`` events and writes them as Parquet parts (see module docstring).
+
+    ``out_dir`` is called at each flush (not at construction) because remote workers learn the master's
+    ``--qq-out`` only with the first spawn message.
+    """
+
+    def __init__(self, *, out_dir: Callable[[], Path], worker: str | None = None) -> None:
+        self.out_dir = out_dir
+        self.worker = worker or worker_id()
+        self.rows_written = 0
+        self.parts_written = 0
+        self.write_errors = 0
+        self._seq = 0
+        self._columns: dict[str, list[Any]] = {}
+        self._appenders: tuple[Callable[[Any], None], ...] = ()
+        self._new_columns()
+        self._flusher: gevent.Greenlet | None = None
+
+    def _new_columns(self) -> dict[str, list[Any]]:
+        """Start empty columns; returns the previous ones. ``_appenders`` are their bound ``append``s."""
+        previous, self._columns = self._columns, {name: [] for name in COLUMNS}
+        self._appenders = tuple(self._columns[name].append for name in COLUMNS)
+        return previous
+
+    @property
+    def pending(self) -> int:
+        return len(self._columns["sent_ns"])
+
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float | None,
+        response_length: int,
+        response: Any = None,
+        context: Mapping[str, Any] | None = None,
+        exception: BaseException | None = None,
+        start_time: float | None = None,
+        **_: Any,
+    ) -> None:
+        """Locust ``request`` event listener: append one row (hot path: only appends and dict lookups)."""
+        (
+            a_intended,
+            a_sent,
+            a_latency,
+            a_consumer,
+            a_tier,
+            a_endpoint,
+            a_method,
+            a_cost,
+            a_status,
+            a_error,
+            a_limit,
+            a_remaining,
+            a_reset,
+            a_retry,
+            a_degraded,
+            a_replica,
+            a_upstream,
+            a_worker,
+        ) = self._appenders
+        qq: RequestContext | None = context.get(CONTEXT_KEY) if context else None
+        if qq is not None:
+            a_intended(qq.intended_ns)
+            a_sent(qq.sent_ns)
+            a_consumer(qq.consumer)
+            a_tier(qq.tier)
+            a_endpoint(qq.endpoint)
+            a_cost(qq.cost)
+        else:
+            sent = int((start_time if start_time is not None else time.time()) * 1e9)
+            a_intended(sent)
+            a_sent(sent)
+            a_consumer(None)
+            a_tier(None)
+            a_endpoint(name.split("?", 1)[0])
+            a_cost(None)
+        a_latency(response_time)
+        a_method(request_type)
+        status = (getattr(response, "status_code", 0) or 0) if response is not None else 0
+        a_status(status)
+        if exception is not None:
+            a_error(str(exception)[:ERROR_TEXT_MAX] or type(exception).__name__)
+        else:
+            a_error("no response" if status == 0 else None)
+        headers = getattr(response, "headers", None) if response is not None else None
+        limit, remaining, reset, retry, degraded, replica, upstream = (
+            NO_HEADERS if headers is None else header_entries(headers)
+        )
+        a_limit(limit)
+        a_remaining(remaining)
+        a_reset(reset)
+        a_retry(retry)
+        a_degraded(degraded)
+        a_replica(replica)
+        a_upstream(upstream)
+        a_worker(self.worker)
+
+    def flush(self) -> Path | None:
+        """Write the rows collected so far as the next part; returns its path (``None`` if no rows)."""
+        if not self.pending:
+            return None
+        columns = self._new_columns()
+        folder = history_dir(self.out_dir())
+        folder.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        path = folder / f"part-{self.worker}-{self._seq:06d}.parquet"
+        tmp = folder / f".{path.name}.tmp"
+        try:
+            pq.write_table(build_table(columns), tmp)
+            os.replace(tmp, path)
+        except Exception:
+            self.write_errors += len(columns["sent_ns"])
+            raise
+        self.rows_written += len(columns["sent_ns"])
+        self.parts_written += 1
+        return path
+
+    def _flush_forever(self, interval_s: float) -> None:
+        while True:
+            gevent.sleep(interval_s)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("history: writing a part failed (%d rows lost so far)", self.write_errors)
+
+    def start(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
+        """Start the background flusher greenlet (idempotent).
+
+        Also warms up pyarrow's compute kernels (~0.3 s the first time), so the first flush during the
+        run does not stall this process's users.
+        """
+        float_column(["0"])
+        if self._flusher is None or self._flusher.dead:
+            self._flusher = gevent.spawn(self._flush_forever, interval_s)
+
+    def close(self) -> None:
+        """Stop the flusher and write the remaining rows."""
+        if self._flusher is not None:
+            self._flusher.kill(block=True)
+            self._flusher = None
+        self.flush()
