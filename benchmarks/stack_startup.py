@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def timed(args: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "quotaquake", *args], cwd=REPO, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "quotaquake", *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
@@ -39,8 +40,10 @@ def main() -> None:
             ups.append(timed(["stack", "up", "--replicas", str(options.replicas)], env))
             downs.append(timed(["stack", "down"], env))
             print(f"run {run + 1}: up {ups[-1]:.2f} s, down {downs[-1]:.2f} s")
-    print(f"median: up {statistics.median(ups):.2f} s (target <= 5 s, ratio {statistics.median(ups) / 5:.2f}), "
-          f"down {statistics.median(downs):.2f} s (target <= 3 s, ratio {statistics.median(downs) / 3:.2f})")
+    print(
+        f"median: up {statistics.median(ups):.2f} s (target <= 5 s, ratio {statistics.median(ups) / 5:.2f}), "
+        f"down {statistics.median(downs):.2f} s (target <= 3 s, ratio {statistics.median(downs) / 3:.2f})"
+    )
 
 
 if __name__ == "__main__":

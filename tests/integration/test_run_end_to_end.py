@@ -77,8 +77,17 @@ def test_missing_retry_after_fails_header_compliance(tmp_path):
 
 def test_redis_kill_under_load_degrades_as_declared(tmp_path):
     code, verdicts, output = quotaquake_run(
-        tmp_path, "--scenario", "scenarios/tiered.py", "--rate", "200", "--duration", "25s",
-        "--chaos", "chaos/redis-kill.json", "--chaos-delay", "3s",
+        tmp_path,
+        "--scenario",
+        "scenarios/tiered.py",
+        "--rate",
+        "200",
+        "--duration",
+        "25s",
+        "--chaos",
+        "chaos/redis-kill.json",
+        "--chaos-delay",
+        "3s",
     )
     assert verdicts["degradation"]["status"] == "pass", output[-3000:]
     assert verdicts["degraded-over-admission"]["status"] == "pass"
@@ -90,8 +99,19 @@ def test_redis_kill_under_load_degrades_as_declared(tmp_path):
 
 def test_fail_closed_limiter_fails_the_degradation_check(tmp_path):
     code, verdicts, output = quotaquake_run(
-        tmp_path, "--scenario", "scenarios/tiered.py", "--rate", "200", "--duration", "25s",
-        "--chaos", "chaos/redis-kill.json", "--chaos-delay", "3s", "--defect", "fail-closed",
+        tmp_path,
+        "--scenario",
+        "scenarios/tiered.py",
+        "--rate",
+        "200",
+        "--duration",
+        "25s",
+        "--chaos",
+        "chaos/redis-kill.json",
+        "--chaos-delay",
+        "3s",
+        "--defect",
+        "fail-closed",
     )
     assert code == 1, output[-3000:]
     assert verdicts["degradation"]["status"] == "fail"

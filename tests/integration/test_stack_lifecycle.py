@@ -57,8 +57,9 @@ def test_cli_up_status_down_leaves_nothing_behind(tmp_path):
 
     status = cli("stack", "status", state=state_file)
     assert status.returncode == 0, status.stdout
-    replicas_seen = {httpx.get(state.endpoints.gateway + "/calibrate").headers["x-quotaquake-replica"]
-                     for _ in range(6)}
+    replicas_seen = {
+        httpx.get(state.endpoints.gateway + "/calibrate").headers["x-quotaquake-replica"] for _ in range(6)
+    }
     assert replicas_seen == {"gateway-1", "gateway-2"}  # round robin over both
 
     down = cli("stack", "down", state=state_file)
@@ -72,8 +73,9 @@ def test_cli_up_status_down_leaves_nothing_behind(tmp_path):
 def test_down_after_the_harness_was_sigkilled_mid_start(tmp_path):
     state_file = tmp_path / "stack.json"
     env = {**os.environ, "QUOTAQUAKE_STATE": str(state_file)}
-    harness = subprocess.Popen([*QUOTAQUAKE, "stack", "up"], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    harness = subprocess.Popen(
+        [*QUOTAQUAKE, "stack", "up"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     assert processes.poll_until(lambda: state_file.exists() and len(read_state(state_file).services) >= 4, 20)
     harness.kill()
     harness.wait()
@@ -86,8 +88,9 @@ def test_down_after_the_harness_was_sigkilled_mid_start(tmp_path):
 
 def test_stale_state_file_is_reaped_on_the_next_up(tmp_path):
     state_file = tmp_path / "stack.json"
-    provider = LocalProvider(state_path=state_file, work_root=tmp_path, policy_path=REPO / "stack/policy.yaml",
-                             replicas=1)
+    provider = LocalProvider(
+        state_path=state_file, work_root=tmp_path, policy_path=REPO / "stack/policy.yaml", replicas=1
+    )
     first = provider.up()
     for record in first.services.values():  # simulate a crash of everything: the state file stays
         processes.signal_group(record, signal.SIGKILL)
@@ -103,8 +106,9 @@ def test_stale_state_file_is_reaped_on_the_next_up(tmp_path):
 def test_sigint_during_up_stops_everything(tmp_path):
     state_file = tmp_path / "stack.json"
     env = {**os.environ, "QUOTAQUAKE_STATE": str(state_file)}
-    harness = subprocess.Popen([*QUOTAQUAKE, "stack", "up"], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    harness = subprocess.Popen(
+        [*QUOTAQUAKE, "stack", "up"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     assert processes.poll_until(lambda: state_file.exists() and len(read_state(state_file).services) >= 4, 20)
     stack_id = read_state(state_file).stack_id
     harness.send_signal(signal.SIGINT)
@@ -141,8 +145,9 @@ def test_port_clash_is_reported_and_nothing_is_left(tmp_path, monkeypatch):
     real_free_port = processes.free_port
     handed = iter([taken])
     monkeypatch.setattr(processes, "free_port", lambda: next(handed, None) or real_free_port())
-    provider = LocalProvider(state_path=tmp_path / "stack.json", work_root=tmp_path,
-                             policy_path=REPO / "stack/policy.yaml", replicas=1)
+    provider = LocalProvider(
+        state_path=tmp_path / "stack.json", work_root=tmp_path, policy_path=REPO / "stack/policy.yaml", replicas=1
+    )
     try:
         with pytest.raises(UsageError, match="redis"):
             provider.up()

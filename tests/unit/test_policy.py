@@ -27,7 +27,11 @@ def test_default_policy_is_the_seeds_quota_table():
         ("tiers: {free: {per_minute: -1}}\nendpoints: {}", "tiers.free.per_minute", "greater than 0"),
         ("tiers: {}\nendpoints: {}", "tiers", "at least one tier"),
         ("tiers: {free: {per_minute: 1}}\nendpoints: {identify: {cost: 1}}", "endpoints", "must start with '/'"),
-        ("tiers: {free: {per_minute: 1}}\nendpoints: {}\nbucket: {burst_factor: 0.5}", "bucket.burst_factor", "greater than or equal to 1"),
+        (
+            "tiers: {free: {per_minute: 1}}\nendpoints: {}\nbucket: {burst_factor: 0.5}",
+            "bucket.burst_factor",
+            "greater than or equal to 1",
+        ),
         ("tiers: {free: {per_minute: 1, per_day: 3}}\nendpoints: {}", "tiers.free.per_day", "Extra inputs"),
         ("tiers: [", "line 1", "not valid YAML"),
     ],

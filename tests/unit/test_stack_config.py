@@ -15,8 +15,14 @@ TEMPLATES = REPO / "stack" / "gateway"
 
 def replica_config() -> dict:
     policy = load_policy(REPO / "stack" / "policy.yaml")
-    text = render_replica(TEMPLATES, ReplicaPorts("gateway-2", 8001, 9001, 7001), policy=policy, stub_port=6001,
-                          calibration_path="/calibrate", authz_timeout_s=0.5)
+    text = render_replica(
+        TEMPLATES,
+        ReplicaPorts("gateway-2", 8001, 9001, 7001),
+        policy=policy,
+        stub_port=6001,
+        calibration_path="/calibrate",
+        authz_timeout_s=0.5,
+    )
     return yaml.safe_load(text)
 
 
@@ -50,13 +56,16 @@ def test_replica_binds_loopback_and_names_itself():
 
 
 def test_lb_balances_over_every_replica_with_health_checks():
-    config = yaml.safe_load(render_lb(TEMPLATES, port=8000, admin_port=9000, replica_ports=[1, 2, 3],
-                                      hc_interval_s=0.5))
+    config = yaml.safe_load(
+        render_lb(TEMPLATES, port=8000, admin_port=9000, replica_ports=[1, 2, 3], hc_interval_s=0.5)
+    )
     cluster = config["static_resources"]["clusters"][0]
     assert cluster["lb_policy"] == "ROUND_ROBIN"
     assert cluster["health_checks"][0]["http_health_check"]["path"] == "/gateway-health"
-    ports = [e["endpoint"]["address"]["socket_address"]["port_value"]
-             for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    ports = [
+        e["endpoint"]["address"]["socket_address"]["port_value"]
+        for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
     assert ports == [1, 2, 3]
 
 

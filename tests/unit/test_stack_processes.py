@@ -35,11 +35,13 @@ def test_reused_pid_is_not_ours(tmp_path):
 
 def test_wait_ready_reports_a_dying_service_with_its_log(tmp_path):
     record = ServiceRecord(
-        name="crasher", kind="test", argv=[sys.executable, "-c", "import sys; print('boom: port in use'); sys.exit(3)"],
+        name="crasher",
+        kind="test",
+        argv=[sys.executable, "-c", "import sys; print('boom: port in use'); sys.exit(3)"],
         log=str(tmp_path / "crasher.log"),
     )
     record = processes.spawn(record, stack_id="unit-test")
-    with pytest.raises(StackError, match="crasher: exited during start.*boom: port in use"):
+    with pytest.raises(StackError, match=r"crasher: exited during start.*boom: port in use"):
         processes.wait_ready(record, lambda: False, timeout_s=5)
 
 
