@@ -4,7 +4,8 @@ A fault starts when a fault action of the method (kill, stop, kill replicas; cha
 starts. It ends when the first later restoring activity that covers it *ends*: ``resume_service`` or
 ``restart_service`` of the same service, or ``restore_all`` (method or rollbacks). Pauses after the
 fault action are therefore inside the window. A fault never undone has ``end = None``. A fault action
-that failed did not (knowingly) break anything and yields no window. Times are epoch seconds (the
+that failed did not (knowingly) break anything and yields no window; one interrupted mid-way (no status
+in the journal: Ctrl-C arrived while it ran) may have, so it counts. Times are epoch seconds (the
 journal's ISO timestamps are UTC).
 """
 
@@ -35,7 +36,7 @@ class _Activity:
     func: str
     arguments: Mapping[str, object]
     output: object
-    succeeded: bool
+    failed: bool
     start: float
     end: float
 
@@ -50,7 +51,7 @@ class _Activity:
         return str(service) if service is not None else None
 
     def is_fault(self) -> bool:
-        return self.succeeded and (
+        return not self.failed and (
             (self.module == ACTIONS_MODULE and self.func in FAULT_FUNCS) or (self.module, self.func) in K8S_FAULTS
         )
 
@@ -82,7 +83,7 @@ def _activity(run: Run) -> _Activity:
         func=str(provider.get("func", "")),
         arguments=arguments if isinstance(arguments, Mapping) else {},
         output=run.get("output"),
-        succeeded=run.get("status") == "succeeded",
+        failed=run.get("status") == "failed",
         start=_epoch(run["start"]),
         end=_epoch(run["end"]),
     )

@@ -40,6 +40,7 @@ CHAOS_DIR = "chaos"
 JOURNAL_FILE = "journal.json"
 LOG_FILE = "chaostoolkit.log"
 OUTPUT_FILE = "chaos-output.txt"
+REINTERRUPT_S = 2.0
 INTERRUPT_GRACE_S = 90.0  # SIGINT -> rollbacks (restarts wait for readiness) -> exit
 RESTORE_TIMEOUT_S = 60.0
 
@@ -160,13 +161,18 @@ class ChaosRun:
             process = self._process
         if process is None:
             return -1
-        if process.poll() is None:
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        while process.poll() is None and time.monotonic() < deadline:
+            # Repeated: a SIGINT that lands inside an action is swallowed by chaoslib as that action's
+            # failure, and the experiment then sits out its pause; the next one stops it.
             process.send_signal(signal.SIGINT)
             try:
-                process.wait(INTERRUPT_GRACE_S)
+                process.wait(REINTERRUPT_S)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)  # its own session: the group is chaos and its children
-                process.wait()
+                continue
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: the group is chaos and its children
+            process.wait()
         self.restore_stack()
         return process.returncode
 
