@@ -11,7 +11,7 @@ Runs (wrk is closed-loop: N connections, each sends its next request when the pr
 2. ``limiter /authz (no redis)`` -- enterprise keys: unlimited, so no Redis call (HTTP + auth cost only).
 3. ``gateway /calibrate`` -- Envoy answers itself: the ceiling of the generator + LB + replica.
 4. ``gateway /identify`` -- full chain LB -> replica -> limiter -> Redis -> stub API.
-5. ``gateway /identify @~1.5K/s`` -- paced by wrk's ``delay()`` hook (15 connections x ~10 ms).
+5. ``gateway /identify @~1.5K/s`` -- paced by wrk's ``delay()`` hook (20 connections x ~13 ms).
 Decision p50/p99 come from the limiter's own histogram (``quotaquake_limiter_decision_seconds``,
 interpolated within buckets), read before and after each run. Numbers are noisy: 2 shared cores.
 """
@@ -116,7 +116,7 @@ def measure(state: StackState, duration: int, connections: int) -> list[tuple[st
         ("limiter /authz (no redis)", f"{limiter}/authz/identify", unlimited, "POST", None, connections, 0),
         ("gateway /calibrate", f"{gateway}/calibrate", limited, "GET", None, connections, 0),
         ("gateway /identify", f"{gateway}/identify", limited, "POST", body, connections, 0),
-        ("gateway /identify @~1.5K/s", f"{gateway}/identify", limited, "POST", body, 15, 9),
+        ("gateway /identify @~1.5K/s", f"{gateway}/identify", limited, "POST", body, 20, 9),
     ]
     rows = []
     for name, url, keys, method, payload, conns, delay in runs:

@@ -7,6 +7,7 @@ exit with code 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # Long-lived objects (policy, app, imported modules) leave the collector's generations, and young
+    # collections run less often: a gen-2 pass over everything is a millisecond-scale pause in the p99.
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     config = uvicorn.Config(
         app,
         host=args.host,
