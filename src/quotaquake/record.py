@@ -4,8 +4,10 @@ Layout of ``reports/<run-id>/``::
 
     run.json            RunInfo below
     history/            request history (quotaquake.load.history)
-    locust_*.csv        Locust's own stats; locust.html its report
+    locust_*.csv        Locust's own stats; locust.html its report; locust.log its output
+    locust_totals.json  Locust's final request and failure counts, written at quit
     chaos/journal.json  Chaos Toolkit journal, when an experiment ran
+    chaos/probe-requests.jsonl  requests the experiment's probes sent through the gateway
     faults.json         fault windows derived from the journal (list of FaultWindow)
     prometheus.json     server-side counters snapshotted before teardown (PrometheusSnapshot)
     verdicts.json       written by verification; index.html and junit.xml by the report
