@@ -126,7 +126,9 @@ def run(
     scenario: Annotated[Path, typer.Option(help="Locust file, e.g. scenarios/tiered.py.")],
     rate: Annotated[float, typer.Option(help="Target arrival rate, requests per second (open model).")],
     duration: Annotated[str, typer.Option(help="Run time: 30s, 2m, 1h.")],
-    replicas: ReplicasOpt = 3,
+    replicas: Annotated[
+        int | None, typer.Option("--replicas", help="Gateway replicas of a stack started for this run (default 3).")
+    ] = None,
     defect: DefectOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default reports/<run-id>).")] = None,
     chaos: Annotated[Path | None, typer.Option(help="Chaos Toolkit experiment to run while load flows.")] = None,

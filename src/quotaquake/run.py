@@ -26,6 +26,7 @@ from quotaquake.stack import processes
 from quotaquake.stack.local import LocalProvider
 from quotaquake.stack.state import StackState, read_state
 
+DEFAULT_REPLICAS = 3
 SCRAPE_SETTLE_S = 2.5  # Prometheus scrapes every 1 s; wait for the last counters before the snapshot
 CHAOS_GRACE_S = 120.0  # how long an experiment may outlive the load before it is interrupted
 
@@ -35,7 +36,7 @@ class RunRequest:
     scenario: Path
     rate: float
     duration_s: float
-    replicas: int = 3
+    replicas: int | None = None  # None: whatever is up, else 3
     defect: str | None = None
     out: Path | None = None
     chaos: Path | None = None
@@ -82,7 +83,8 @@ def acquire_stack(request: RunRequest, console: Console) -> tuple[StackState, Lo
     if request.state_path.exists():
         state = read_state(request.state_path)
         if state.ready and all(processes.is_alive(s) for s in state.services.values() if s.pid is not None):
-            if request.defect != state.defect or (state.provider == "local" and request.replicas != state.replicas):
+            wrong_replicas = request.replicas is not None and request.replicas != state.replicas
+            if request.defect != state.defect or (state.provider == "local" and wrong_replicas):
                 raise UsageError(
                     f"a stack is already up with defect={state.defect} replicas={state.replicas}; "
                     "stop it (`quotaquake stack down`) or run without --defect/--replicas"
@@ -93,12 +95,12 @@ def acquire_stack(request: RunRequest, console: Console) -> tuple[StackState, Lo
         state_path=request.state_path,
         work_root=request.state_path.parent,
         policy_path=request.policy_path,
-        replicas=request.replicas,
+        replicas=DEFAULT_REPLICAS if request.replicas is None else request.replicas,
         defect=request.defect,
     )
     with console.status("starting the local stack ..."):
         state = provider.up()
-    console.print(f"started stack {state.stack_id} ({request.replicas} replicas)")
+    console.print(f"started stack {state.stack_id} ({state.replicas} replicas)")
     return state, provider
 
 
@@ -158,8 +160,11 @@ def drive_load(request: RunRequest, state: StackState, run_dir: Path, n_processe
             duration_s=request.duration_s,
             processes=n_processes,
             extra_args=request.locust_args,
+            allow_hosts=request.allow_hosts,
         )
         console.print(f"locust: {result.request_count} requests, exit code {result.exit_code}")
+        if result.interrupted:  # Ctrl-C: stop (the finally blocks stop chaos and the stack), keep the folder
+            raise KeyboardInterrupt
         if chaos is not None:
             finish_chaos(chaos, run_dir, console)
             chaos = None
