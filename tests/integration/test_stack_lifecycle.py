@@ -176,3 +176,19 @@ def test_service_handles_kill_stop_resume_restart(stack_factory):
     assert redis_ready(url)
     with pytest.raises(UsageError, match="unknown service 'mysql'"):
         handle_for(state, "mysql")
+
+
+def test_down_stops_a_service_restarted_since_up(tmp_path):
+    """Redis rewrites its environment (process title), so only the pid a restart recorded finds it."""
+    from quotaquake.stack.handles import handle_for
+
+    provider = LocalProvider(state_path=tmp_path / "stack.json", work_root=tmp_path,
+                             policy_path=REPO / "stack/policy.yaml", replicas=1)  # fmt: skip
+    state = provider.up()
+    try:
+        handle_for(state, "redis").restart()
+        restarted = read_state(tmp_path / "stack.json").services["redis"]
+        assert restarted.pid != state.services["redis"].pid
+    finally:
+        provider.down(state)  # the in-memory state from up(): stale redis pid
+    assert not processes.is_alive(restarted)

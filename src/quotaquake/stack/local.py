@@ -441,7 +441,13 @@ class LocalProvider:
 
     # -- down --------------------------------------------------------------------------------------
     def down(self, state: StackState) -> None:
-        """Stop every process of ``state`` (and strays carrying its stack id), remove its files."""
+        """Stop every process of ``state`` (and strays carrying its stack id), remove its files.
+
+        The state file is re-read first: a chaos restart since ``up`` wrote the new pid there, and some
+        servers (Redis, Postgres) overwrite their environment with their process title, so only the
+        recorded pid finds them.
+        """
+        state = _freshest(state)
         with processes.ignoring_sigint():
             stop_stack_processes(state)
             for record in state.services.values():
@@ -468,6 +474,15 @@ def stop_stack_processes(state: StackState) -> None:
         if processes.is_alive(record) and record.pid is not None:
             pids.update(processes.group_members(record.pid))
     processes.terminate_pids(sorted(pids), TEARDOWN_GRACE_S)
+
+
+def _freshest(state: StackState) -> StackState:
+    """The state file's version of ``state`` when it still describes the same stack, else ``state``."""
+    try:
+        on_disk = read_state(Path(state.state_file))
+    except UsageError:
+        return state
+    return on_disk if on_disk.stack_id == state.stack_id else state
 
 
 def _same_stack(state_file: Path, stack_id: str) -> bool:
