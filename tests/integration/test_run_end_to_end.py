@@ -14,6 +14,11 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 CI_THRESHOLDS = Path(__file__).with_name("thresholds-ci.yaml")
+# 25 s of tiered load at 200 req/s with Redis killed after a 3 s warm-up (and restored by the rollback).
+REDIS_KILL_UNDER_LOAD = (
+    "--scenario", "scenarios/tiered.py", "--rate", "200", "--duration", "25s",
+    "--chaos", "chaos/redis-kill.json", "--chaos-delay", "3s",
+)  # fmt: skip
 
 
 def quotaquake_run(tmp_path: Path, *args: str) -> tuple[int, dict[str, dict], str]:
@@ -78,16 +83,7 @@ def test_missing_retry_after_fails_header_compliance(tmp_path):
 def test_redis_kill_under_load_degrades_as_declared(tmp_path):
     code, verdicts, output = quotaquake_run(
         tmp_path,
-        "--scenario",
-        "scenarios/tiered.py",
-        "--rate",
-        "200",
-        "--duration",
-        "25s",
-        "--chaos",
-        "chaos/redis-kill.json",
-        "--chaos-delay",
-        "3s",
+        *REDIS_KILL_UNDER_LOAD,
     )
     assert verdicts["degradation"]["status"] == "pass", output[-3000:]
     assert verdicts["degraded-over-admission"]["status"] == "pass"
@@ -100,16 +96,7 @@ def test_redis_kill_under_load_degrades_as_declared(tmp_path):
 def test_fail_closed_limiter_fails_the_degradation_check(tmp_path):
     code, verdicts, output = quotaquake_run(
         tmp_path,
-        "--scenario",
-        "scenarios/tiered.py",
-        "--rate",
-        "200",
-        "--duration",
-        "25s",
-        "--chaos",
-        "chaos/redis-kill.json",
-        "--chaos-delay",
-        "3s",
+        *REDIS_KILL_UNDER_LOAD,
         "--defect",
         "fail-closed",
     )
