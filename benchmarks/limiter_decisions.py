@@ -31,7 +31,7 @@ import httpx
 import yaml
 
 from quotaquake.services.stub_api import EXAMPLE_FINGERPRINT
-from quotaquake.stack.local import LocalProvider
+from quotaquake.stack.local.provider import LocalProvider
 from quotaquake.stack.state import StackState
 
 REPO = Path(__file__).resolve().parents[1]

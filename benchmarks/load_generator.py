@@ -40,10 +40,12 @@ from pathlib import Path
 
 import psutil
 
-from quotaquake.load.direct_envoy import DirectEnvoy
-from quotaquake.load.history import read_history
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.support
+
 from quotaquake.load.measure import arrival_stats
+from quotaquake.runfolder.history import read_history
 from quotaquake.stack.state import read_state
+from tests.support.direct_envoy import DirectEnvoy
 
 REPO = Path(__file__).resolve().parents[1]
 USERS = 100
@@ -179,7 +181,7 @@ def measure(target: Target, duration_s: int, repeat: int, accuracy_rate: float, 
         flat_out = tiered_args(target.state, tmp / f"max-{n}", 50_000, 50_000 / USERS)
         recorded.append(measured_locust(flat_out, duration_s, target))
     measured_locust(tiered_args(target.state, tmp / "acc", accuracy_rate, 20), duration_s, target)
-    accuracy = arrival_stats(read_history(tmp / "acc"))
+    accuracy = arrival_stats(read_history(tmp / "acc" / "history"))
     print(
         f"target: {target.url}  ({PROCESSES} Locust processes, {USERS} users, {duration_s} s runs, median of {repeat})"
     )

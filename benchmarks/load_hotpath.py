@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from geventhttpclient.header import Headers
 
-from quotaquake.load.direct_envoy import fake_state
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.support
+
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import CONTEXT_KEY, HistoryRecorder, RequestContext
 from quotaquake.load.runtime import policy_of
 from quotaquake.load.schedule import ArrivalSchedule, EpochClock
 from quotaquake.load.traffic import build_mix
+from tests.support.direct_envoy import fake_state
 
 FLUSH_ROWS = 5000
 

@@ -28,12 +28,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the repository, for tests.support
 GOAL_ROWS_PER_S = 2_000_000
 GOAL_BYTES_PER_ROW = 150
 
 
 def consumers_for(rows: int):  # -> (consumers, duration_s)
-    from quotaquake.verify.synthetic import SyntheticConsumer
+    from tests.support.synthetic import SyntheticConsumer
 
     shape = [("free", 400, 3.0), ("pro", 200, 20.0), ("enterprise", 100, 10.0), ("partner", 100, 10.0)]
     consumers = [SyntheticConsumer(f"{tier}-{i + 1}", tier, rate) for tier, n, rate in shape for i in range(n)]
@@ -44,7 +45,7 @@ def consumers_for(rows: int):  # -> (consumers, duration_s)
 
 def generate(run_dir: Path, rows: int) -> None:
     from quotaquake.policy import load_policy
-    from quotaquake.verify.synthetic import SyntheticRun, write_run
+    from tests.support.synthetic import SyntheticRun, write_run
 
     policy = load_policy(REPO / "stack" / "policy.yaml")
     consumers, duration = consumers_for(rows)
@@ -54,8 +55,8 @@ def generate(run_dir: Path, rows: int) -> None:
 
 
 def child(run_dir: Path, warm_dir: Path) -> dict[str, float]:
+    from quotaquake.verify.data.rundata import load_run
     from quotaquake.verify.engine import run_checks, verify_run
-    from quotaquake.verify.rundata import load_run
     from quotaquake.verify.thresholds import Thresholds
 
     verify_run(warm_dir)  # compile / load the numba kernels, import everything

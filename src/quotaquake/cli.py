@@ -69,17 +69,18 @@ def stack_up(
     allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Allow a non-loopback host.")] = None,
 ) -> None:
     """Start the stack detached, print its endpoints and write the state file."""
-    from quotaquake.stack.providers import make_provider
+    from quotaquake.stack.provider import ProviderOptions
+    from quotaquake.stack.registry import provider_named
 
-    chosen = make_provider(
-        provider,
+    options = ProviderOptions(
         state_path=state_path(state),
         policy_path=policy,
         replicas=replicas,
         defect=defect,
         target=target,
-        allow_hosts=allow_host or [],
+        allow_hosts=tuple(allow_host or ()),
     )
+    chosen = provider_named(provider, options)
     with console.status(f"starting the {provider} stack ..."):
         started = chosen.up()
     print_endpoints(started)
@@ -88,10 +89,10 @@ def stack_up(
 @stack_app.command("status")
 def stack_status(state: StateOpt = None) -> None:
     """Show each service's process state and readiness; exit 1 if any is not healthy."""
-    from quotaquake.stack.status import stack_health
+    from quotaquake.stack.registry import provider_for
 
     current = read_state(state_path(state))
-    rows = stack_health(current)
+    rows = provider_for(current).status(current)
     table = Table(title=f"stack {current.stack_id} ({current.provider})")
     for column in ("service", "process", "ready", "url"):
         table.add_column(column)
@@ -107,14 +108,14 @@ def stack_status(state: StateOpt = None) -> None:
 @stack_app.command("down")
 def stack_down(state: StateOpt = None) -> None:
     """Stop every service of the stack (also after the harness was killed) and remove its files."""
-    from quotaquake.stack.providers import provider_for_state
+    from quotaquake.stack.registry import provider_for
 
     path = state_path(state)
     if not path.exists():
         console.print(f"no stack (no state file at {path})")
         return
     current = read_state(path)
-    provider_for_state(current, path).down(current)
+    provider_for(current).down(current)
     if path.exists() and read_state(path).stack_id == current.stack_id:
         path.unlink()
     console.print(f"stack {current.stack_id} is down")
@@ -129,6 +130,10 @@ def run(
     replicas: Annotated[
         int | None, typer.Option("--replicas", help="Gateway replicas of a stack started for this run (default 3).")
     ] = None,
+    provider: Annotated[
+        str, typer.Option(help="Provider of a stack started for this run: local (default), docker, external.")
+    ] = "local",
+    target: Annotated[Path | None, typer.Option(help="External target file (provider external).")] = None,
     defect: DefectOpt = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default reports/<run-id>).")] = None,
     chaos: Annotated[Path | None, typer.Option(help="Chaos Toolkit experiment to run while load flows.")] = None,
@@ -141,20 +146,23 @@ def run(
 ) -> None:
     """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
 
-    Extra arguments after the options go to Locust (e.g. --qq-weights ...). Exit code: 0 pass, 1 fail,
-    3 unknown, 2 usage error.
+    Extra arguments after the options go to Locust (e.g. --qq-tiers free=1,pro=1). Exit code: 0 pass,
+    1 fail, 3 unknown, 2 usage error.
     """
-    from quotaquake.run import RunRequest, parse_duration, record_run, verify_and_report
+    from quotaquake.context import RunRequest, parse_duration
+    from quotaquake.run import record_run, verify_and_report
 
     request = RunRequest(
         scenario=scenario,
         rate=rate,
         duration_s=parse_duration(duration),
+        provider=provider,
+        target=target,
         replicas=replicas,
         defect=defect,
         out=out,
         chaos=chaos,
-        chaos_delay_s=parse_duration(chaos_delay),
+        chaos_delay_s=parse_duration(chaos_delay, "--chaos-delay"),
         state_path=state_path(state),
         policy_path=policy,
         thresholds=thresholds,
@@ -162,9 +170,9 @@ def run(
         allow_hosts=tuple(allow_host or ()),
         locust_args=tuple(ctx.args),
     )
-    run_dir = record_run(request, console)
-    console.print(f"run folder: {run_dir}")
-    raise typer.Exit(verify_and_report(run_dir, thresholds, console))
+    folder = record_run(request, console)
+    console.print(f"run folder: {folder.path}")
+    raise typer.Exit(verify_and_report(folder.path, thresholds, console))
 
 
 @app.command("verify")

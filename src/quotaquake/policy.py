@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,6 +20,9 @@ from quotaquake.config import load_model
 
 DEFAULT_POLICY_PATH = Path("stack/policy.yaml")
 ANONYMOUS_TIER = "anonymous"
+
+QuotaModel = Literal["token-bucket", "fixed-window"]
+"""How the target implements the policy: the embedded limiter's token bucket, or Kong's fixed windows."""
 
 PositiveRate = Annotated[float, Field(gt=0)]
 

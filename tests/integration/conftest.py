@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from quotaquake.stack.local import LocalProvider
-from quotaquake.stack.provision import add_consumer
+from quotaquake.stack.local.provider import LocalProvider
+from quotaquake.stack.registry import provider_for
 from quotaquake.stack.state import STATE_ENV_VAR, Consumer, StackState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +63,6 @@ def fresh_consumer(stack: StackState) -> Callable[[str], Consumer]:
     """``fresh_consumer(tier)`` -> a consumer inserted into the registry now, with an untouched quota."""
 
     def make(tier: str) -> Consumer:
-        return add_consumer(stack, tier)
+        return provider_for(stack).add_consumer(stack, tier)
 
     return make

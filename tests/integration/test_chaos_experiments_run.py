@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from quotaquake.chaos.health import stack_problems
-from quotaquake.chaos.journal import fault_windows, read_faults, write_faults
-from quotaquake.chaos.ledger import LEDGER_FILE, read_ledger
+from quotaquake.chaos.journal import fault_windows
 from quotaquake.chaos.runner import ChaosRun
+from quotaquake.policy import load_policy
+from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.models import FaultKind
 from quotaquake.stack.processes import poll_until
 from quotaquake.stack.readiness import is_ready
 from quotaquake.stack.state import STATE_ENV_VAR, StackState, read_state, write_state
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CHAOS = str(Path(sys.executable).parent / "chaos")
+POLICY = load_policy(REPO / "stack" / "policy.yaml")
 
 
 def chaos_run(experiment: Path, state_file: str, out: Path) -> subprocess.CompletedProcess[str]:
@@ -38,8 +41,8 @@ def test_redis_kill_runs_standalone_and_yields_one_closed_window(
     state = stack_factory(replicas=2)
     done = chaos_run(REPO / "chaos" / "redis-kill.json", state.state_file, tmp_path)
     assert done.returncode == 0, done.stdout[-2000:]
-    (window,) = fault_windows(tmp_path / "journal.json")
-    assert window.service == "redis" and window.end is not None
+    (window,) = fault_windows(tmp_path / "journal.json", POLICY)
+    assert (window.kind, window.service) == (FaultKind.OUTAGE, "redis") and window.end is not None
     assert 2.0 <= window.end - window.start < 60.0  # the 2 s hold is inside the window
     assert stack_problems(read_state(Path(state.state_file))) == []
 
@@ -49,23 +52,26 @@ def test_runner_waits_out_the_warm_up_and_writes_faults(
 ) -> None:
     state = stack_factory(replicas=2)
     monkeypatch.setenv("QUOTAQUAKE_FAULT_HOLD_S", "1")
+    folder = RunFolder(tmp_path)
     run = ChaosRun.start(REPO / "chaos" / "gateway-replica-kill.json", state_path=Path(state.state_file),
-                         run_dir=tmp_path, delay_s=0.5)  # fmt: skip
+                         folder=folder, delay_s=0.5)  # fmt: skip
     assert run.wait(120) == 0
-    (window,) = fault_windows(run.journal_path)
-    assert window.service == "gateway-2" and window.end is not None
-    assert read_faults(tmp_path) == [] and read_faults(write_faults(tmp_path, [window]).parent) == [window]
-    ledger = read_ledger(tmp_path / "chaos" / LEDGER_FILE)
-    assert {r.probe for r in ledger} == {"gateway_healthy", "quota_enforced"}
-    assert (tmp_path / "chaos" / "chaostoolkit.log").exists()
+    (window,) = fault_windows(folder.journal_file, POLICY)
+    assert (window.kind, window.service) == (FaultKind.REPLICA_LOSS, "gateway-2") and window.end is not None
+    assert folder.read_faults() == []
+    folder.write_faults([window])
+    assert folder.read_faults() == [window]
+    assert {r.probe for r in folder.read_probe_requests()} == {"gateway_healthy", "quota_enforced"}
+    assert folder.chaos_log.exists()
 
 
 def test_interrupted_run_still_restores_the_stack(stack_factory: Callable[..., StackState], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     state = stack_factory(replicas=2)
     monkeypatch.setenv("QUOTAQUAKE_FAULT_HOLD_S", "60")
+    folder = RunFolder(tmp_path)
     run = ChaosRun.start(REPO / "chaos" / "redis-kill.json", state_path=Path(state.state_file),
-                         run_dir=tmp_path, delay_s=0.0)  # fmt: skip
+                         folder=folder, delay_s=0.0)  # fmt: skip
     redis_url = read_state(Path(state.state_file)).services["redis"].ready_url
     assert redis_url is not None
 
@@ -79,7 +85,7 @@ def test_interrupted_run_still_restores_the_stack(stack_factory: Callable[..., S
     assert run.terminate() != 0
     assert is_ready(redis_url)
     assert stack_problems(read_state(Path(state.state_file))) == []
-    (window,) = fault_windows(run.journal_path)
+    (window,) = fault_windows(folder.journal_file, POLICY)
     assert window.end is not None and window.end - window.start < 30  # interrupted long before the 60 s hold
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from quotaquake.load.history import SCHEMA, history_dir
 from quotaquake.policy import load_policy
-from quotaquake.record import RunInfo, write_run_info
-from quotaquake.stack.docker import DockerProvider, add_consumer, docker_available
-from quotaquake.stack.docker_handles import wait_until
+from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.history import SCHEMA, write_part
+from quotaquake.runfolder.models import RunInfo
+from quotaquake.stack.docker.handles import wait_until
+from quotaquake.stack.docker.provider import DockerProvider, docker_available
 from quotaquake.stack.state import Consumer, StackState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,14 +102,13 @@ def history_row(consumer: Consumer, sent_ns: int, latency_ms: float, response: h
 
 
 def write_run(run_dir: Path, rows: list[dict[str, object]], state: StackState) -> None:
-    history_dir(run_dir).mkdir(parents=True)
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    pq.write_table(table, history_dir(run_dir) / "part-test-0.parquet")
+    folder = RunFolder(run_dir).create()
+    write_part(folder.history_dir, "part-test-0.parquet", pa.Table.from_pylist(rows, schema=SCHEMA))
     info = RunInfo(
         run_id=run_dir.name, scenario="docker-integration", started_at=datetime.now(UTC), provider="docker",
         replicas=state.replicas, model=state.model, policy=load_policy(REPO / "stack" / "policy.yaml"),
     )  # fmt: skip
-    write_run_info(run_dir, info)
+    folder.write_info(info)
 
 
 def test_state_declares_the_fixed_window_model(kong_stack: tuple[DockerProvider, StackState]) -> None:
@@ -122,12 +121,12 @@ def test_state_declares_the_fixed_window_model(kong_stack: tuple[DockerProvider,
 def test_free_tier_gets_exactly_its_minute_quota_and_verifies(
     kong_stack: tuple[DockerProvider, StackState], tmp_path: Path
 ) -> None:
-    from quotaquake.verify.quota_window import check_quota_fixed_window
-    from quotaquake.verify.rundata import load_run
+    from quotaquake.verify.checks.quota_fixed_window import check_quota_fixed_window
+    from quotaquake.verify.data.rundata import load_run
     from quotaquake.verify.thresholds import Thresholds
 
-    _, state = kong_stack
-    consumer = add_consumer(state, "free")
+    provider, state = kong_stack
+    consumer = provider.add_consumer(state, "free")
     wait_for_fresh_minute()
     rows: list[dict[str, object]] = []
     for replica in state.require_endpoints().replicas:  # probes count: they are recorded like the load

@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from quotaquake.services.stub_api import EXAMPLE_FINGERPRINT
-from quotaquake.stack.handles import handle_for
-from quotaquake.stack.provision import add_consumer
+from quotaquake.stack.registry import handle_for, provider_for
 from quotaquake.stack.state import StackState
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,20 +31,22 @@ def statuses(gateway: str, key: str, count: int, concurrency: int = 1) -> list[h
 
 def test_racy_over_admits_concurrent_requests(stack_factory: StackFactory) -> None:
     state = stack_factory(defect="racy", replicas=1)
-    responses = statuses(state.require_endpoints().gateway, add_consumer(state, "free").key, 300, concurrency=16)
+    responses = statuses(
+        state.require_endpoints().gateway, provider_for(state).add_consumer(state, "free").key, 300, concurrency=16
+    )
     assert sum(r.status_code == 200 for r in responses) > 152  # the atomic script admits 150 (+2 refill)
 
 
 def test_no_retry_after_drops_the_header(stack_factory: StackFactory) -> None:
     state = stack_factory(defect="no-retry-after", replicas=1)
-    responses = statuses(state.require_endpoints().gateway, add_consumer(state, "free").key, 160)
+    responses = statuses(state.require_endpoints().gateway, provider_for(state).add_consumer(state, "free").key, 160)
     limited = [r for r in responses if r.status_code == 429]
     assert limited and all("retry-after" not in r.headers for r in limited)
 
 
 def test_fail_closed_rejects_while_redis_is_down(stack_factory: StackFactory) -> None:
     state = stack_factory(defect="fail-closed", replicas=1)
-    key = add_consumer(state, "free").key
+    key = provider_for(state).add_consumer(state, "free").key
     redis = handle_for(state, "redis")
     redis.kill()
     endpoints = state.require_endpoints()
@@ -63,7 +64,7 @@ def test_fail_closed_rejects_while_redis_is_down(stack_factory: StackFactory) ->
 def test_slow_adds_milliseconds_per_decision(stack_factory: StackFactory) -> None:
     state = stack_factory(defect="slow", replicas=1)
     endpoints = state.require_endpoints()
-    statuses(endpoints.gateway, add_consumer(state, "free").key, 20)
+    statuses(endpoints.gateway, provider_for(state).add_consumer(state, "free").key, 20)
     text = httpx.get(f"{endpoints.limiters[0]}/metrics", timeout=5).text
     total = float(re.search(r"^quotaquake_limiter_decision_seconds_sum (\S+)", text, re.M).group(1))  # type: ignore[union-attr]
     count = float(re.search(r"^quotaquake_limiter_decision_seconds_count (\S+)", text, re.M).group(1))  # type: ignore[union-attr]

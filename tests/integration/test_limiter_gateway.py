@@ -18,8 +18,8 @@ import pytest
 from quotaquake.policy import load_policy
 from quotaquake.services.limiter.keys import seed_month_usage
 from quotaquake.services.stub_api import EXAMPLE_FINGERPRINT
-from quotaquake.stack.handles import handle_for
 from quotaquake.stack.processes import poll_until
+from quotaquake.stack.registry import handle_for
 from quotaquake.stack.state import Consumer, StackState
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def degraded_share(responses: list[httpx.Response]) -> float:
 def test_redis_outage_degrades_to_local_buckets_and_recovers(stack_factory: Callable[..., StackState]) -> None:
     """Redis killed: per-replica fallback (2 replicas admit up to 2 buckets), marked degraded;
     Redis back: one shared bucket again."""
-    from quotaquake.stack.provision import add_consumer
+    from quotaquake.stack.registry import provider_for
 
     state = stack_factory(replicas=2)
     gateway = state.require_endpoints().gateway
@@ -127,14 +127,14 @@ def test_redis_outage_degrades_to_local_buckets_and_recovers(stack_factory: Call
     redis.kill()
     try:
         started = time.monotonic()
-        during = burst(gateway, add_consumer(state, "free").key, count=400)
+        during = burst(gateway, provider_for(state).add_consumer(state, "free").key, count=400)
         refill = 2 * (time.monotonic() - started) * 100 / 60  # both replicas' buckets refill meanwhile
         assert degraded_share(during) == 1.0
         assert 150 + REFILL_TOLERANCE < admitted(during) <= 2 * 150 + math.ceil(refill) + REFILL_TOLERANCE
     finally:
         redis.restart()
-    probe = add_consumer(state, "pro").key
+    probe = provider_for(state).add_consumer(state, "pro").key
     assert poll_until(lambda: degraded_share(burst(gateway, probe, count=4)) == 0.0, 15.0), "still degraded"
-    after = burst(gateway, add_consumer(state, "free").key)
+    after = burst(gateway, provider_for(state).add_consumer(state, "free").key)
     assert degraded_share(after) == 0.0
     assert_limited_correctly(after, expected=150)

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from quotaquake.load.history import read_history
 from quotaquake.load.measure import arrival_stats
-from quotaquake.load.runinfo import read_totals
-from quotaquake.record import read_run_info
+from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.history import read_history
 from quotaquake.stack.state import Consumer, StackState, write_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,12 +66,13 @@ def test_tiered_records_every_request_at_the_target_rate(
     run_dir = tmp_path / "run"
     done = run_scenario("tiered.py", state, run_dir, "--run-time", "8s", "--qq-rate", f"{rate:g}", "--qq-anon-ips", "2")
     assert done.returncode == 0, done.stderr[-3000:]
-    history = read_history(run_dir)
-    totals = read_totals(run_dir)
-    assert totals is not None
+    folder = RunFolder(run_dir)
+    history = read_history(folder.history_dir)
+    totals = folder.read_engine()
+    assert totals is not None and totals.requests is not None and totals.ended_at is not None
     locust_count = totals.requests
     assert len(history) == locust_count > 0
-    assert read_run_info(run_dir).locust_request_count == locust_count
+    assert folder.read_info().ended_at is not None  # a plain locust run writes run.json itself
     assert arrival_stats(history).steady_rate == pytest.approx(rate, rel=0.02)
 
     by_tier = history.groupby("tier")["status"]
@@ -106,8 +106,11 @@ def test_quota_month_seeds_counters_and_records_them(
         "5",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    seeds = read_run_info(run_dir).monthly_seeds
-    history = read_history(run_dir)
+    folder = RunFolder(run_dir)
+    engine = folder.read_engine()
+    assert engine is not None
+    seeds = engine.monthly_seeds
+    history = read_history(folder.history_dir)
     assert sorted(s.consumer for s in seeds) == sorted(history["consumer"].unique())
     assert {s.used for s in seeds} == {50_000 - 5}
     admitted = history[history["status"] == 200].groupby("consumer").size()

@@ -12,8 +12,9 @@ from PIL import Image
 
 from quotaquake.policy import load_policy
 from quotaquake.report import render_report
+from quotaquake.runfolder import RunFolder
 from quotaquake.verify.engine import verify_run
-from quotaquake.verify.synthetic import SyntheticRun, mixed_consumers, write_run
+from tests.support.synthetic import SyntheticRun, mixed_consumers, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -50,7 +51,7 @@ def test_report_renders_plots_in_chromium(tmp_path: Path):
     run_dir = tmp_path / "run"
     spec = SyntheticRun(policy=policy, consumers=mixed_consumers(policy, 1, 4.0), duration_s=60, redis_fault=(20, 30))
     write_run(run_dir, spec)
-    index = render_report(run_dir, verify_run(run_dir))
+    index = render_report(RunFolder(run_dir), verify_run(run_dir))
     png = tmp_path / "shot.png"
     screenshot(index, png, tmp_path / "profile")
 

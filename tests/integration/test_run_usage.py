@@ -42,7 +42,7 @@ def test_bad_run_options(tmp_path, args, message):
 def test_bad_thresholds_file_names_file_and_field(tmp_path):
     run_dir = tmp_path / "run"
     from quotaquake.policy import load_policy
-    from quotaquake.verify.synthetic import SyntheticRun, mixed_consumers, write_run
+    from tests.support.synthetic import SyntheticRun, mixed_consumers, write_run
 
     policy = load_policy(REPO / "stack" / "policy.yaml")
     write_run(run_dir, SyntheticRun(policy=policy, consumers=mixed_consumers(policy, 1), duration_s=5, seed=1))

@@ -14,7 +14,7 @@ import pytest
 
 from quotaquake.errors import UsageError
 from quotaquake.stack import processes
-from quotaquake.stack.local import LocalProvider
+from quotaquake.stack.local.provider import LocalProvider
 from quotaquake.stack.state import read_state
 
 pytestmark = pytest.mark.integration
@@ -158,7 +158,7 @@ def test_port_clash_is_reported_and_nothing_is_left(tmp_path, monkeypatch):
 
 
 def test_service_handles_kill_stop_resume_restart(stack_factory):
-    from quotaquake.stack.handles import handle_for
+    from quotaquake.stack.registry import handle_for
 
     state = stack_factory(replicas=1)
     redis = handle_for(state, "redis")
@@ -180,7 +180,7 @@ def test_service_handles_kill_stop_resume_restart(stack_factory):
 
 def test_down_stops_a_service_restarted_since_up(tmp_path):
     """Redis rewrites its environment (process title), so only the pid a restart recorded finds it."""
-    from quotaquake.stack.handles import handle_for
+    from quotaquake.stack.registry import handle_for
 
     provider = LocalProvider(state_path=tmp_path / "stack.json", work_root=tmp_path,
                              policy_path=REPO / "stack/policy.yaml", replicas=1)  # fmt: skip

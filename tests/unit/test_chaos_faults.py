@@ -10,9 +10,11 @@ from chaoslib.exceptions import InterruptExecution
 
 from quotaquake.chaos import actions
 from quotaquake.chaos.control import before_experiment_control
-from quotaquake.chaos.faults import Faults
 from quotaquake.chaos.preflight import check_experiment
-from quotaquake.chaos.targets import STATE_CONFIG_KEY, ChaosTargetError, choose_replicas, gateway_replicas
+from quotaquake.chaos.targets import STATE_CONFIG_KEY
+from quotaquake.faults import outage, pause, replica_loss
+from quotaquake.faults.restore import restore_stack
+from quotaquake.faults.targets import ChaosTargetError, choose_replicas, gateway_replicas
 from quotaquake.stack.state import Consumer, Endpoints, ServiceRecord, StackState, write_state
 
 KINDS = {"redis": "redis", "postgres": "postgres", "stub-api": "stub-api", "lb": "lb", "prometheus": "prometheus"}
@@ -70,16 +72,16 @@ class FakeStack:
 
 def test_kill_and_stop_reach_the_named_service(tmp_path: Path) -> None:
     stack = FakeStack()
-    faults = Faults(make_state(tmp_path), stack)
-    faults.kill("redis")
-    faults.stop("postgres")
+    state = make_state(tmp_path)
+    outage.inject(state, "redis", stack)
+    pause.inject(state, "postgres", stack)
     assert stack.log == ["kill redis", "stop postgres"]
     assert not stack.handles["redis"].is_running() and not stack.handles["postgres"].is_running()
 
 
 def test_kill_replicas_kills_the_highest_numbered(tmp_path: Path) -> None:
     stack = FakeStack()
-    assert Faults(make_state(tmp_path), stack).kill_replicas(2) == ["gateway-2", "gateway-3"]
+    assert replica_loss.inject(make_state(tmp_path), 2, stack) == ["gateway-2", "gateway-3"]
     assert stack.log == ["kill gateway-2", "kill gateway-3"]
 
 
@@ -96,15 +98,15 @@ def test_more_replicas_than_exist_is_one_clear_line(tmp_path: Path, count: int) 
 
 def test_restore_resumes_stopped_restarts_dead_dependencies_first(tmp_path: Path) -> None:
     stack = FakeStack()
-    faults = Faults(make_state(tmp_path), stack)
-    faults.kill("gateway-3")
-    faults.stop("redis")
-    faults.kill("postgres")
+    state = make_state(tmp_path)
+    outage.inject(state, "gateway-3", stack)
+    pause.inject(state, "redis", stack)
+    outage.inject(state, "postgres", stack)
     stack.log.clear()
-    done = faults.restore()
+    done = restore_stack(state, stack)
     assert done == ["restarted postgres", "resumed redis", "restarted gateway-3"]
     assert all(h.is_running() for h in stack.handles.values())
-    assert faults.restore() == []  # idempotent on a healthy stack
+    assert restore_stack(state, stack) == []  # idempotent on a healthy stack
 
 
 def _write(tmp_path: Path) -> dict[str, object]:

@@ -13,6 +13,7 @@ from quotaquake.chaos import ledger, promql
 from quotaquake.chaos.burst import BurstPlan, plan_burst, run_burst
 from quotaquake.errors import UsageError
 from quotaquake.policy import load_policy
+from quotaquake.runfolder import RunFolder
 from quotaquake.stack.state import Endpoints, StackState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,8 +105,8 @@ def test_without_postgres_the_burst_goes_keyless_from_a_fresh_ip(tmp_path: Path)
 
 
 def test_ledger_round_trip_and_disabled_without_a_path(tmp_path: Path) -> None:
-    path = ledger.ledger_path({ledger.LEDGER_CONFIG_KEY: str(tmp_path / "l.jsonl")})
+    folder = RunFolder(tmp_path)
     entries = run_burst(limiter(2), "http://gw", PLAN, min_limited=1, margin=10, timeout_s=5).requests
-    ledger.append(path, entries)
-    ledger.append(ledger.ledger_path({ledger.LEDGER_CONFIG_KEY: ""}), entries)
-    assert path is not None and [r.status for r in ledger.read_ledger(path)] == [200, 200, 429]
+    ledger.record({ledger.LEDGER_CONFIG_KEY: str(folder.probe_ledger)}, entries)
+    ledger.record({ledger.LEDGER_CONFIG_KEY: ""}, entries)
+    assert [r.status for r in folder.read_probe_requests()] == [200, 200, 429]

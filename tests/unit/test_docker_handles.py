@@ -8,7 +8,7 @@ import docker.errors
 import pytest
 
 from quotaquake.errors import StackError, UsageError
-from quotaquake.stack.docker_handles import ContainerHandle, container_handle, wait_until
+from quotaquake.stack.docker.handles import ContainerHandle, container_handle, wait_until
 from quotaquake.stack.provider import ServiceHandle
 from quotaquake.stack.state import ServiceRecord, StackState
 
@@ -111,7 +111,6 @@ def test_container_handle_uses_the_recorded_id_and_readiness_url() -> None:
 @pytest.mark.parametrize(
     ("provider", "service", "container_id", "message"),
     [
-        ("local", "redis", "c1", "not docker"),
         ("docker", "nope", "c1", "no service 'nope'"),
         ("docker", "redis", None, "no container id"),
     ],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from quotaquake.errors import UsageError
-from quotaquake.stack import docker as docker_stack
+from quotaquake.stack.docker import provider as docker_stack
 from quotaquake.stack.state import StackState
 
 REPO = Path(__file__).resolve().parents[2]

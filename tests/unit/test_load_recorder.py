@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from geventhttpclient.header import Headers
 
-from quotaquake.load.history import SCHEMA, read_history
 from quotaquake.load.recorder import CONTEXT_KEY, HistoryRecorder, RequestContext, float_column, header_value
+from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.history import SCHEMA, read_history
 
 
 class FakeHeaders(dict[str, Any]):
@@ -53,7 +54,7 @@ def record(
 
 
 def test_rows_carry_context_status_and_rate_limit_headers(tmp_path: Path) -> None:
-    recorder = HistoryRecorder(out_dir=lambda: tmp_path, worker="w1")
+    recorder = HistoryRecorder(folder=lambda: RunFolder(tmp_path), worker="w1")
     headers = {
         "X-RateLimit-Limit": "100",
         "X-RateLimit-Remaining": "0",
@@ -79,7 +80,7 @@ def test_rows_carry_context_status_and_rate_limit_headers(tmp_path: Path) -> Non
     part = recorder.flush()
     assert part is not None and part.name == "part-w1-000001.parquet"
     assert pq.read_schema(part).equals(SCHEMA)
-    rows = read_history(tmp_path)
+    rows = read_history(RunFolder(tmp_path).history_dir)
     assert rows["intended_ns"].tolist() == [1000, 1001, 1002]
     assert rows["sent_ns"].tolist() == [1500, 1501, 1502]
     assert rows["status"].tolist() == [429, 200, 0]
@@ -100,10 +101,10 @@ def pd_isna(value: object) -> bool:
 
 
 def test_requests_without_context_are_recorded_too(tmp_path: Path) -> None:
-    recorder = HistoryRecorder(out_dir=lambda: tmp_path, worker="w1")
+    recorder = HistoryRecorder(folder=lambda: RunFolder(tmp_path), worker="w1")
     record(recorder, 0, FakeResponse(200), ctx={})
     recorder.flush()
-    row = read_history(tmp_path).iloc[0]
+    row = read_history(RunFolder(tmp_path).history_dir).iloc[0]
     assert row["intended_ns"] == row["sent_ns"] == 1_000_000_000
     assert row["endpoint"] == "/identify"
     assert pd_isna(row["consumer"])
@@ -115,7 +116,7 @@ def test_unparsable_numeric_headers_become_null() -> None:
 
 
 def test_each_flush_writes_a_new_part_and_nothing_when_empty(tmp_path: Path) -> None:
-    recorder = HistoryRecorder(out_dir=lambda: tmp_path / "run", worker="w9")
+    recorder = HistoryRecorder(folder=lambda: RunFolder(tmp_path / "run"), worker="w9")
     assert recorder.flush() is None
     for batch in range(3):
         for n in range(5):
@@ -124,11 +125,11 @@ def test_each_flush_writes_a_new_part_and_nothing_when_empty(tmp_path: Path) -> 
     parts = sorted((tmp_path / "run" / "history").iterdir())
     assert [p.name for p in parts] == [f"part-w9-00000{i}.parquet" for i in (1, 2, 3)]
     assert recorder.rows_written == 15 and recorder.pending == 0
-    assert len(read_history(tmp_path / "run")) == 15
+    assert len(read_history(RunFolder(tmp_path / "run").history_dir)) == 15
 
 
 def test_background_flusher_writes_within_a_second_and_close_writes_the_rest(tmp_path: Path) -> None:
-    recorder = HistoryRecorder(out_dir=lambda: tmp_path, worker="w1")
+    recorder = HistoryRecorder(folder=lambda: RunFolder(tmp_path), worker="w1")
     recorder.start(interval_s=0.2)
     record(recorder, 0, FakeResponse(200))
     deadline = time.monotonic() + 5
@@ -138,13 +139,13 @@ def test_background_flusher_writes_within_a_second_and_close_writes_the_rest(tmp
     record(recorder, 1, FakeResponse(200))
     recorder.close()
     assert recorder.rows_written == 2
-    assert len(read_history(tmp_path)) == 2
+    assert len(read_history(RunFolder(tmp_path).history_dir)) == 2
 
 
 def test_failed_write_counts_lost_rows(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    recorder = HistoryRecorder(out_dir=lambda: blocker, worker="w1")
+    recorder = HistoryRecorder(folder=lambda: RunFolder(blocker), worker="w1")
     record(recorder, 0, FakeResponse(200))
     with pytest.raises(OSError):
         recorder.flush()

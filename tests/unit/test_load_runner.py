@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from quotaquake.context import RunContext, RunRequest, validate_request
 from quotaquake.errors import UsageError
-from quotaquake.load.runner import check_run, choose_processes, locust_command, read_live_stats
-from quotaquake.stack.state import Endpoints, StackState, write_state
+from quotaquake.load.runner import choose_processes, locust_command, read_live_stats
+from quotaquake.policy import load_policy
+from quotaquake.runfolder import RunFolder
+from quotaquake.stack.state import StackState
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_choose_processes_scales_with_rate_and_caps_at_cpus() -> None:
@@ -20,25 +25,36 @@ def test_choose_processes_scales_with_rate_and_caps_at_cpus() -> None:
     assert choose_processes(40_000, cpus=16) == 10
 
 
-def test_locust_command(tmp_path: Path) -> None:
-    command = locust_command(
-        scenario=Path("scenarios/tiered.py"),
-        state_path=tmp_path / "s.json",
-        run_dir=tmp_path / "run",
-        rate=1000,
-        duration_s=20,
-        processes=2,
-        extra_args=["--qq-shape", "ramp"],
+def context(tmp_path: Path, processes: int, **request: object) -> RunContext:
+    state = StackState(provider="local", stack_id="x", work_dir=str(tmp_path), state_file=str(tmp_path / "s.json"))
+    fields: dict[str, object] = {"scenario": Path("scenarios/tiered.py"), "rate": 1000, "duration_s": 20, **request}
+    return RunContext(
+        request=RunRequest(**fields),  # type: ignore[arg-type]
+        run_id="r",
+        folder=RunFolder(tmp_path / "run"),
+        state=state,
+        policy=load_policy(REPO / "stack" / "policy.yaml"),
+        processes=processes,
+        console=Console(),
     )
+
+
+def test_locust_command(tmp_path: Path) -> None:
+    command = locust_command(context(tmp_path, 2, locust_args=("--qq-shape", "ramp")))
     joined = " ".join(command)
     assert "-m locust -f scenarios/tiered.py --headless --run-time 20s" in joined
     assert f"--csv {tmp_path}/run/locust --html {tmp_path}/run/locust.html" in joined
-    assert f"--qq-out {tmp_path}/run --qq-rate 1000" in joined
-    assert command[-4:] == ["--processes", "2", "--qq-shape", "ramp"]
-    one = locust_command(
-        scenario=Path("s.py"), state_path=Path("s"), run_dir=Path("r"), rate=5, duration_s=1, processes=1
-    )
+    assert f"--qq-state {tmp_path}/s.json --qq-out {tmp_path}/run --qq-rate 1000 --qq-orchestrated" in joined
+    assert command[-2:] == ["--qq-shape", "ramp"]
+    at = command.index("--processes")
+    assert command[at : at + 4] == ["--processes", "2", "--master-bind-host", "127.0.0.1"]
+    assert command[at + 5] == command[at + 7] and command[at + 4 : at + 8 : 2] == [
+        "--master-bind-port",
+        "--master-port",
+    ]
+    one = locust_command(context(tmp_path, 1, allow_hosts=("kong.example",)))
     assert "--processes" not in one
+    assert one[-2:] == ["--qq-allow-host", "kong.example"]
 
 
 def test_read_live_stats(tmp_path: Path) -> None:
@@ -53,25 +69,14 @@ def test_read_live_stats(tmp_path: Path) -> None:
     assert read_live_stats(csv_path) is None
 
 
-def test_check_run_guards(tmp_path: Path) -> None:
+def test_validate_request_checks_inputs_before_anything_starts(tmp_path: Path) -> None:
     scenario = tmp_path / "s.py"
     scenario.write_text("")
-    state_file = tmp_path / "stack.json"
-    write_state(
-        StackState(
-            provider="external",
-            stack_id="x",
-            work_dir=str(tmp_path),
-            state_file=str(state_file),
-            endpoints=Endpoints(gateway="http://10.1.2.3:8000"),
-        ),
-        state_file,
-    )
-    args = {"scenario": scenario, "state_path": state_file, "duration_s": 10}
-    with pytest.raises(UsageError, match=re.escape("--allow-host 10.1.2.3")):
-        check_run(rate=10, allow_hosts=(), **args)  # type: ignore[arg-type]
-    check_run(rate=10, allow_hosts=("10.1.2.3",), **args)  # type: ignore[arg-type]
+    base = {"scenario": scenario, "rate": 10.0, "duration_s": 10.0, "policy_path": REPO / "stack" / "policy.yaml"}
+    validate_request(RunRequest(**base))  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="rate"):
-        check_run(rate=1e9, allow_hosts=("10.1.2.3",), **args)  # type: ignore[arg-type]
-    with pytest.raises(UsageError, match="not found"):
-        check_run(scenario=tmp_path / "missing.py", state_path=state_file, rate=1, duration_s=1, allow_hosts=())
+        validate_request(RunRequest(**{**base, "rate": 1e9}))  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"--scenario: .*missing\.py does not exist"):
+        validate_request(RunRequest(**{**base, "scenario": tmp_path / "missing.py"}))  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="--processes: -1"):
+        validate_request(RunRequest(**{**base, "processes": -1}))  # type: ignore[arg-type]

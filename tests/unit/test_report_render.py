@@ -7,13 +7,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from quotaquake.policy import load_policy
-from quotaquake.record import read_run_info, write_run_info
 from quotaquake.report import render_report
 from quotaquake.report.junit import junit_xml
 from quotaquake.report.masking import mask_secrets
+from quotaquake.runfolder import RunFolder
 from quotaquake.verify.engine import verify_run
-from quotaquake.verify.synthetic import SyntheticRun, mixed_consumers, write_run
 from quotaquake.verify.verdict import Outcome, Verdict
+from tests.support.synthetic import SyntheticRun, mixed_consumers, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = load_policy(REPO / "stack" / "policy.yaml")
@@ -51,10 +51,10 @@ def test_report_is_self_contained_with_plots_and_masked_keys(tmp_path: Path):
         policy=POLICY, consumers=mixed_consumers(POLICY, 1, 4.0), duration_s=60, redis_fault=(20.0, 30.0), defect="racy"
     )
     write_run(run_dir, spec)
-    info = read_run_info(run_dir)
-    write_run_info(run_dir, info.model_copy(update={"command": ["quotaquake", "run", "--key", KEY]}))
+    folder = RunFolder(run_dir)
+    folder.write_info(folder.read_info().model_copy(update={"command": ["quotaquake", "run", "--key", KEY]}))
     outcome = verify_run(run_dir)
-    index = render_report(run_dir, outcome)
+    index = render_report(folder, outcome)
     html = index.read_text()
     assert len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,', html)) == 5
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from elsewhere
@@ -68,5 +68,5 @@ def test_report_is_self_contained_with_plots_and_masked_keys(tmp_path: Path):
 def test_report_of_empty_history(tmp_path: Path):
     run_dir = tmp_path / "run"
     write_run(run_dir, SyntheticRun(policy=POLICY, consumers=(), duration_s=1))
-    html = render_report(run_dir, verify_run(run_dir)).read_text()
+    html = render_report(RunFolder(run_dir), verify_run(run_dir)).read_text()
     assert "No history rows" in html

@@ -3,10 +3,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quotaquake.context import parse_duration
 from quotaquake.errors import UsageError
 from quotaquake.policy import load_policy
-from quotaquake.run import parse_duration
-from quotaquake.stack.gateway_config import ReplicaPorts, render_lb, render_prometheus, render_replica
+from quotaquake.stack.local.gateway_config import ReplicaPorts, render_lb, render_prometheus, render_replica
 from quotaquake.stack.state import StackState, read_state, write_state
 
 REPO = Path(__file__).resolve().parents[2]

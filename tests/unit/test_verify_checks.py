@@ -3,16 +3,15 @@ histories with hand-computed answers (policy from ``test_verify_quota_bucket``: 
 
 from __future__ import annotations
 
-from quotaquake.record import FaultWindow
-from quotaquake.verify.crosscheck import check_prometheus_crosscheck
-from quotaquake.verify.degradation import check_degradation, check_degraded_over_admission
-from quotaquake.verify.error_budget import check_error_budget
-from quotaquake.verify.generator import check_generator_health
-from quotaquake.verify.headers import check_headers
-from quotaquake.verify.latency import check_latency, check_limiter_latency
-from quotaquake.verify.prometheus_model import LimiterSnapshot
-from quotaquake.verify.synthetic import START_S, frame_from_rows, run_data
+from quotaquake.runfolder.models import FaultWindow, PrometheusSnapshot
+from quotaquake.verify.checks.crosscheck import check_prometheus_crosscheck
+from quotaquake.verify.checks.degradation import check_degradation, check_degraded_over_admission
+from quotaquake.verify.checks.error_budget import check_error_budget
+from quotaquake.verify.checks.generator import check_generator_health
+from quotaquake.verify.checks.headers import check_headers
+from quotaquake.verify.checks.latency import check_latency, check_limiter_latency
 from quotaquake.verify.thresholds import Thresholds
+from tests.support.synthetic import START_S, frame_from_rows, run_data
 from tests.unit.test_verify_quota_bucket import POLICY
 
 T = Thresholds()
@@ -95,7 +94,7 @@ def test_gateway_overhead_uses_upstream_time():
 
 def test_latency_inside_faults_is_not_judged_against_the_slo():
     rows = [row(i * 0.01, latency_ms=80.0) for i in range(100)] + [row(2 + i * 0.01) for i in range(30)]
-    fault = FaultWindow(name="kill redis", start=START_S - 1, end=START_S + 1.5)
+    fault = FaultWindow(name="kill redis", kind="outage", start=START_S - 1, end=START_S + 1.5)
     verdict = check_latency(run(rows, faults=[fault]), T)
     assert verdict.status == "pass"
     assert {g["phase"] for g in verdict.evidence["groups"]} == {"during:kill redis", "after:kill redis"}
@@ -108,9 +107,9 @@ def test_saturated_generator_makes_latency_unknown():
 
 
 def test_limiter_decision_time_from_prometheus():
-    snap = LimiterSnapshot(url="u", start=0, end=1, decision_p99_ms=3.0)
+    snap = PrometheusSnapshot(url="u", start=0, end=1, decision_p99_ms=3.0)
     assert check_limiter_latency(run([row(0)], prometheus=snap), T).status == "fail"
-    snap = LimiterSnapshot(url="u", start=0, end=1, decision_p99_ms=0.5)
+    snap = PrometheusSnapshot(url="u", start=0, end=1, decision_p99_ms=0.5)
     assert check_limiter_latency(run([row(0)], prometheus=snap), T).status == "pass"
     assert check_limiter_latency(run([row(0)]), T).status == "unknown"
 
@@ -129,7 +128,7 @@ def test_error_budget():
 
 def test_errors_inside_faults_do_not_spend_the_budget():
     rows = [row(i * 0.001) for i in range(100)] + [row(5 + i * 0.001, status=503) for i in range(50)]
-    fault = FaultWindow(name="kill redis", start=START_S + 4, end=START_S + 6)
+    fault = FaultWindow(name="kill redis", kind="outage", start=START_S + 4, end=START_S + 6)
     assert check_error_budget(run(rows, faults=[fault]), T).status == "pass"
     assert check_error_budget(run([]), T).status == "unknown"
 
@@ -157,9 +156,9 @@ def test_generator_rate_is_judged_at_the_peak_of_a_shaped_load():
 
 def test_crosscheck_counts():
     rows = [row(i * 0.01) for i in range(1000)] + [row(20 + i * 0.01, status=429) for i in range(100)]
-    agree = LimiterSnapshot(url="u", start=0, end=1, requests=1095, rejected_429=100)  # 5 <= max(11, 5)
+    agree = PrometheusSnapshot(url="u", start=0, end=1, requests=1095, rejected_429=100)  # 5 <= max(11, 5)
     assert check_prometheus_crosscheck(run(rows, prometheus=agree), T).status == "pass"
-    off = LimiterSnapshot(url="u", start=0, end=1, requests=1000, rejected_429=100)
+    off = PrometheusSnapshot(url="u", start=0, end=1, requests=1000, rejected_429=100)
     verdict = check_prometheus_crosscheck(run(rows, prometheus=off), T)
     assert verdict.status == "fail"
     assert "requests" in verdict.summary
@@ -167,13 +166,21 @@ def test_crosscheck_counts():
 
 def test_crosscheck_without_prometheus_is_unknown():
     assert check_prometheus_crosscheck(run([row(0)]), T).status == "unknown"
-    broken = LimiterSnapshot(url="u", start=0, end=1, error="ConnectionError: refused")
+    broken = PrometheusSnapshot(url="u", start=0, end=1, error="ConnectionError: refused")
     assert check_prometheus_crosscheck(run([row(0)], prometheus=broken), T).status == "unknown"
 
 
 # degradation -----------------------------------------------------------------------------------------
 
-REDIS_FAULT = FaultWindow(name="kill redis", service="redis", start=START_S + 10, end=START_S + 20)
+REDIS_FAULT = FaultWindow(
+    name="kill redis",
+    kind="outage",
+    service="redis",
+    role="rate-limit-store",
+    expect="fail-open-local",
+    start=START_S + 10,
+    end=START_S + 20,
+)
 
 
 def around_fault(inside: dict[str, object], after: dict[str, object] | None = None) -> list[dict[str, object]]:

@@ -10,12 +10,12 @@ import pytest
 
 from quotaquake.errors import ConfigError
 from quotaquake.policy import load_policy
-from quotaquake.record import VERDICTS_FILE
+from quotaquake.runfolder import RunFolder
+from quotaquake.verify.data.rundata import load_run
 from quotaquake.verify.engine import CHECKERS, run_checks, verify_run
-from quotaquake.verify.rundata import load_run
-from quotaquake.verify.synthetic import SyntheticRun, mixed_consumers, write_run
 from quotaquake.verify.thresholds import Thresholds
 from quotaquake.verify.verdict import Verdict, compose
+from tests.support.synthetic import SyntheticRun, mixed_consumers, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = load_policy(REPO / "stack" / "policy.yaml")
@@ -46,7 +46,7 @@ def test_correct_limiter_passes_everything(tmp_path: Path):
     outcome = verify_run(run_dir)
     assert {v.check: v.status for v in outcome.verdicts} == {name: "pass" for name, _ in CHECKERS}
     assert outcome.exit_code == 0
-    written = json.loads((run_dir / VERDICTS_FILE).read_text())
+    written = json.loads(RunFolder(run_dir).verdicts_file.read_text())
     assert written["exit_code"] == 0 and len(written["verdicts"]) == len(CHECKERS)
 
 

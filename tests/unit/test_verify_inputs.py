@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quotaquake.verify.prometheus import snapshot_prometheus
-from quotaquake.verify.rundata import read_verify_history
-from quotaquake.verify.synthetic import frame_from_rows, write_history
+from quotaquake.prometheus import snapshot_prometheus
+from quotaquake.runfolder import RunFolder
+from quotaquake.verify.data.rundata import read_verify_history
 from quotaquake.verify.thresholds import Thresholds, load_thresholds
+from tests.support.synthetic import frame_from_rows, write_history
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,12 +21,12 @@ def test_history_parts_are_merged_in_send_order_as_categoricals(tmp_path: Path):
     write_history(tmp_path / "a", frame.iloc[5:].reset_index(drop=True))
     shuffled = pd.concat([frame.iloc[5:], frame.iloc[:5]], ignore_index=True)
     write_history(tmp_path / "b", shuffled, parts=2)
-    history = read_verify_history(tmp_path / "b")
+    history = read_verify_history(RunFolder(tmp_path / "b"))
     assert np.all(np.diff(history["sent_ns"].to_numpy()) > 0)
     assert isinstance(history["consumer"].dtype, pd.CategoricalDtype)
     assert list(history["consumer"].astype(str)) == [f"c{t % 3}" for t in range(10)]
     assert np.isnan(history["rl_limit"].to_numpy()).all()
-    assert len(read_verify_history(tmp_path / "missing")) == 0
+    assert len(read_verify_history(RunFolder(tmp_path / "missing"))) == 0
 
 
 def test_thresholds_file_holds_the_defaults():

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 
 from quotaquake.policy import Policy
-from quotaquake.record import FaultWindow
-from quotaquake.verify.quota_bucket import check_quota_token_bucket
-from quotaquake.verify.synthetic import START_S, frame_from_rows, run_data
+from quotaquake.runfolder.models import FaultWindow
+from quotaquake.verify.checks.quota_token_bucket import check_quota_token_bucket
 from quotaquake.verify.thresholds import Thresholds
+from tests.support.synthetic import START_S, frame_from_rows, run_data
 
 POLICY = Policy.model_validate(
     {
@@ -138,14 +138,30 @@ def test_degraded_and_in_fault_rows_are_excluded():
     rows = burst(10)
     rows[9]["degraded"] = "redis-unavailable"
     assert judge(rows).status == "pass"
-    fault = FaultWindow(name="kill redis", service="redis", start=START_S + 0.85, end=START_S + 0.95)
+    fault = FaultWindow(
+        name="kill redis",
+        kind="outage",
+        service="redis",
+        role="rate-limit-store",
+        expect="fail-open-local",
+        start=START_S + 0.85,
+        end=START_S + 0.95,
+    )
     assert judge(burst(10), faults=[fault]).status == "pass"
 
 
 def test_bucket_refills_after_a_fault_rollback():
     rows = burst(9) + burst(9, start=3.0)
     assert judge(rows).status == "fail"
-    fault = FaultWindow(name="kill redis", service="redis", start=START_S + 1.0, end=START_S + 2.0)
+    fault = FaultWindow(
+        name="kill redis",
+        kind="outage",
+        service="redis",
+        role="rate-limit-store",
+        expect="fail-open-local",
+        start=START_S + 1.0,
+        end=START_S + 2.0,
+    )
     assert judge(rows, faults=[fault]).status == "pass"
 
 

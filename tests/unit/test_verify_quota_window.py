@@ -6,9 +6,9 @@ boundary (2026-01-01T00:00:00Z); latency 1 ms, so w = 1 ms.
 
 from __future__ import annotations
 
-from quotaquake.verify.quota_window import check_quota_fixed_window
-from quotaquake.verify.synthetic import frame_from_rows, run_data
+from quotaquake.verify.checks.quota_fixed_window import check_quota_fixed_window
 from quotaquake.verify.thresholds import Thresholds
+from tests.support.synthetic import frame_from_rows, run_data
 from tests.unit.test_verify_quota_bucket import POLICY
 
 

@@ -3,17 +3,18 @@
 Use them in an experiment as ``{"type": "python", "module": "quotaquake.chaos.actions", "func": ...}``.
 Service names are those of the state file (``redis``, ``postgres``, ``stub-api``, ``limiter-N``,
 ``gateway-N``, ``lb``, ``prometheus``). They work with every provider that hands out service handles
-(local processes, docker containers).
+(local processes, docker containers). Each action is a thin face of one fault module of
+``quotaquake.faults``, which also tells the journal reader what the action did.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from quotaquake.chaos.faults import Faults
 from quotaquake.chaos.health import wait_until_healthy
 from quotaquake.chaos.targets import load_stack
-from quotaquake.stack.handles import handle_for
+from quotaquake.faults import outage, pause, replica_loss
+from quotaquake.faults.restore import restore_stack
 
 __all__ = [
     "kill_gateway_replicas",
@@ -28,31 +29,27 @@ Configuration = Mapping[str, object] | None
 DEFAULT_RESTORE_TIMEOUT_S = 60.0
 
 
-def _faults(configuration: Configuration) -> Faults:
-    return Faults(load_stack(configuration), handle_for)
-
-
 def kill_service(service: str, configuration: Configuration = None) -> str:
     """SIGKILL ``service`` (docker kill): it dies without cleanup. Returns the service name."""
-    _faults(configuration).kill(service)
+    outage.inject(load_stack(configuration), service)
     return service
 
 
 def stop_service(service: str, configuration: Configuration = None) -> str:
     """SIGSTOP ``service`` (docker pause): it hangs; its clients wait for their own timeouts."""
-    _faults(configuration).stop(service)
+    pause.inject(load_stack(configuration), service)
     return service
 
 
 def resume_service(service: str, configuration: Configuration = None) -> str:
     """SIGCONT ``service`` (docker unpause)."""
-    _faults(configuration).resume(service)
+    pause.undo(load_stack(configuration), service)
     return service
 
 
 def restart_service(service: str, configuration: Configuration = None) -> str:
     """Start ``service`` again as it was started and wait until it answers its readiness check."""
-    _faults(configuration).restart(service)
+    outage.undo(load_stack(configuration), service)
     return service
 
 
@@ -61,7 +58,7 @@ def kill_gateway_replicas(count: int, configuration: Configuration = None) -> li
 
     ``count`` outside 1..N fails the activity with one line naming the field.
     """
-    return _faults(configuration).kill_replicas(count)
+    return replica_loss.inject(load_stack(configuration), count)
 
 
 def restore_all(timeout_s: float = DEFAULT_RESTORE_TIMEOUT_S, configuration: Configuration = None) -> dict[str, object]:
@@ -71,7 +68,7 @@ def restore_all(timeout_s: float = DEFAULT_RESTORE_TIMEOUT_S, configuration: Con
     (``quotaquake.chaos.health``). Fails the activity if that does not happen within ``timeout_s``.
     Returns ``{"actions": [...], "healthy_after_s": seconds}``; safe to run on a healthy stack.
     """
-    faults = _faults(configuration)
-    actions = faults.restore()
-    healthy_after_s = wait_until_healthy(faults.state, timeout_s)
+    state = load_stack(configuration)
+    actions = restore_stack(state)
+    healthy_after_s = wait_until_healthy(state, timeout_s)
     return {"actions": actions, "healthy_after_s": round(healthy_after_s, 3)}

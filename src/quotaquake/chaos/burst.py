@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from quotaquake.chaos.ledger import ProbeRequest
 from quotaquake.errors import StackError
 from quotaquake.policy import ANONYMOUS_TIER, Limits, Policy, refill_per_second
-from quotaquake.stack.provision import add_consumer
+from quotaquake.runfolder.models import ProbeRequest
+from quotaquake.stack.registry import provider_for
 from quotaquake.stack.state import StackState
 
 # Fresh client IPs for keyless bursts come from the benchmarking range (RFC 2544), never a real client.
@@ -99,7 +99,7 @@ def plan_burst(state: StackState, policy: Policy, tier: str, path: str) -> Burst
     client IP instead, limited by the policy's ``anonymous`` section and needing no registry."""
     deciders = max(1, len(state.require_endpoints().replicas))
     try:
-        consumer = add_consumer(state, tier)
+        consumer = provider_for(state).add_consumer(state, tier)
     except StackError:
         ip = fresh_client_ip()
         capacity, refill = _requests_per(policy, policy.limits_for(ANONYMOUS_TIER), path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from quotaquake.chaos.targets import ChaosTargetError, choose_replicas, require_service
+from quotaquake.faults.targets import ChaosTargetError, choose_replicas, require_service
 from quotaquake.stack.state import StackState
 
 OUR_MODULES = ("quotaquake.chaos.actions", "quotaquake.chaos.probes")

@@ -17,8 +17,10 @@ import httpx
 
 from quotaquake.chaos import ledger, promql
 from quotaquake.chaos.burst import plan_burst, run_burst
-from quotaquake.chaos.targets import ChaosTargetError, load_stack, require_service
+from quotaquake.chaos.targets import load_stack
+from quotaquake.faults.targets import ChaosTargetError, require_service
 from quotaquake.policy import DEFAULT_POLICY_PATH, load_policy
+from quotaquake.runfolder.models import ProbeRequest
 from quotaquake.stack.readiness import is_ready
 from quotaquake.stack.state import Consumer, StackState
 
@@ -41,8 +43,9 @@ GATEWAY_HEALTH_PATH = "/gateway-health"
 def _record(configuration: Configuration, probe: str, path: str, statuses: Sequence[int | None]) -> None:
     """Append GET requests a probe just sent to the probe ledger (no-op without a ledger)."""
     now = time.time()
-    entries = [ledger.ProbeRequest(t=now, probe=probe, method="GET", path=path, status=s) for s in statuses]
-    ledger.append(ledger.ledger_path(configuration), entries)
+    ledger.record(
+        configuration, [ProbeRequest(t=now, probe=probe, method="GET", path=path, status=s) for s in statuses]
+    )
 
 
 def _get(client: httpx.Client, url: str, headers: Mapping[str, str] | None = None) -> int | None:
@@ -126,7 +129,7 @@ def quota_enforced(
         result = run_burst(
             client, state.require_endpoints().gateway, plan, min_limited=min_limited, margin=margin, timeout_s=timeout_s
         )
-    ledger.append(ledger.ledger_path(configuration), result.requests)
+    ledger.record(configuration, result.requests)
     logger.info(f"quota_enforced: {'yes' if result.enforced else 'NO'}: {result.summary()}")
     return result.enforced
 

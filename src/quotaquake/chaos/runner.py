@@ -2,10 +2,10 @@
 
 ``ChaosRun.start`` checks the experiment first (Chaos Toolkit's validation, then its targets against
 the stack: ``UsageError``, exit code 2), then starts ``chaos run`` as a subprocess after the warm-up
-delay. The experiment's journal, log and console output land in ``<run_dir>/chaos/``; probe traffic in
-``<run_dir>/chaos/probe-requests.jsonl``. Rollbacks are forced to run in every case
-(``--rollback-strategy always``), also when the run is interrupted; ``terminate`` additionally restores
-the stack itself and checks that it is healthy, in case the interruption cut the rollbacks short.
+delay. The experiment's journal, log, console output and probe traffic land in the run folder
+(``RunFolder.journal_file``, ``chaos_log``, ``chaos_output``, ``probe_ledger``). Rollbacks are forced
+to run in every case (``--rollback-strategy always``), also when the run is interrupted; ``terminate``
+additionally restores the stack itself and checks that it is healthy, in case the interruption cut the rollbacks short.
 
 Interrupting uses SIGINT, not SIGTERM: chaoslib turns SIGTERM into an ``Exception`` that its Python
 provider wraps into ``ActivityFailed`` when it lands inside an activity, so the experiment carries on
@@ -26,20 +26,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quotaquake.chaos.faults import Faults
 from quotaquake.chaos.health import wait_until_healthy
-from quotaquake.chaos.ledger import LEDGER_ENV_VAR, LEDGER_FILE
+from quotaquake.chaos.ledger import LEDGER_ENV_VAR
 from quotaquake.chaos.preflight import check_experiment
 from quotaquake.errors import ConfigError, UsageError
-from quotaquake.stack.handles import handle_for
+from quotaquake.faults.restore import restore_stack
+from quotaquake.runfolder import RunFolder
 from quotaquake.stack.state import STATE_ENV_VAR, read_state
 
 logger = logging.getLogger(__name__)
 
-CHAOS_DIR = "chaos"
-JOURNAL_FILE = "journal.json"
-LOG_FILE = "chaostoolkit.log"
-OUTPUT_FILE = "chaos-output.txt"
 REINTERRUPT_S = 2.0
 INTERRUPT_GRACE_S = 90.0  # SIGINT -> rollbacks (restarts wait for readiness) -> exit
 RESTORE_TIMEOUT_S = 60.0
@@ -71,10 +67,10 @@ def load_checked_experiment(experiment: Path, state_path: Path) -> None:
         raise ConfigError(experiment, None, str(exc)) from None
 
 
-def chaos_command(experiment: Path, chaos_dir: Path) -> list[str]:
+def chaos_command(experiment: Path, folder: RunFolder) -> list[str]:
     return [
-        chaos_executable(), "--no-version-check", "--log-file", str(chaos_dir / LOG_FILE),
-        "run", "--rollback-strategy", "always", "--journal-path", str(chaos_dir / JOURNAL_FILE), str(experiment),
+        chaos_executable(), "--no-version-check", "--log-file", str(folder.chaos_log),
+        "run", "--rollback-strategy", "always", "--journal-path", str(folder.journal_file), str(experiment),
     ]  # fmt: skip
 
 
@@ -84,7 +80,7 @@ class ChaosRun:
 
     experiment: Path
     state_path: Path
-    chaos_dir: Path
+    folder: RunFolder
     delay_s: float
     command: list[str] = field(default_factory=list)
     _cancel: threading.Event = field(default_factory=threading.Event)
@@ -93,7 +89,7 @@ class ChaosRun:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def start(cls, experiment: Path, *, state_path: Path, run_dir: Path, delay_s: float) -> ChaosRun:
+    def start(cls, experiment: Path, *, state_path: Path, folder: RunFolder, delay_s: float) -> ChaosRun:
         """Check ``experiment`` now (``ConfigError``: exit code 2), then start it ``delay_s`` seconds later.
 
         Returns at once; the experiment runs in a subprocess with ``QUOTAQUAKE_STATE=state_path``.
@@ -101,22 +97,17 @@ class ChaosRun:
         if not experiment.is_file():
             raise ConfigError(experiment, None, "no such experiment file")
         load_checked_experiment(experiment, state_path)
-        chaos_dir = run_dir / CHAOS_DIR
-        command = chaos_command(experiment.resolve(), chaos_dir)  # UsageError now if chaos is not installed
-        run = cls(experiment.resolve(), state_path.resolve(), chaos_dir, max(0.0, delay_s), command)
-        run.chaos_dir.mkdir(parents=True, exist_ok=True)
+        command = chaos_command(experiment.resolve(), folder)  # UsageError now if chaos is not installed
+        run = cls(experiment.resolve(), state_path.resolve(), folder, max(0.0, delay_s), command)
+        folder.chaos_dir.mkdir(parents=True, exist_ok=True)
         run._launcher = threading.Thread(target=run._launch_after_delay, name="chaos-launcher", daemon=True)
         run._launcher.start()
         return run
 
-    @property
-    def journal_path(self) -> Path:
-        return self.chaos_dir / JOURNAL_FILE
-
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env[STATE_ENV_VAR] = str(self.state_path)
-        env[LEDGER_ENV_VAR] = str(self.chaos_dir / LEDGER_FILE)
+        env[LEDGER_ENV_VAR] = str(self.folder.probe_ledger)
         return env
 
     def _launch_after_delay(self) -> None:
@@ -125,9 +116,9 @@ class ChaosRun:
         with self._lock:
             if self._cancel.is_set():
                 return
-            output = (self.chaos_dir / OUTPUT_FILE).open("wb")
+            output = self.folder.chaos_output.open("wb")
             self._process = subprocess.Popen(
-                self.command, env=self._environment(), cwd=self.chaos_dir,
+                self.command, env=self._environment(), cwd=self.folder.chaos_dir,
                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             output.close()
@@ -179,7 +170,7 @@ class ChaosRun:
     def restore_stack(self) -> list[str]:
         """Resume/restart whatever is down and wait until the stack is healthy (``StackError`` if not)."""
         state = read_state(self.state_path)
-        done = Faults(state, handle_for).restore()
+        done = restore_stack(state)
         wait_until_healthy(state, RESTORE_TIMEOUT_S)
         return done
 

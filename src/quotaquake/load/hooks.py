@@ -1,13 +1,14 @@
-"""Wiring a scenario into Locust's events: options, safety checks, history recorder, ``run.json``.
+"""Wiring a scenario into Locust's events: options, safety checks, history recorder, the engine record.
 
 A scenario file calls ``install_scenario(events, ScenarioDefaults(...))`` once at import, as Locust's
 event model expects. What happens in each process:
 
 * every process: ``--qq-*`` options on Locust's parser;
-* master or local runner: options validated, state read, target checked by the safety guard, Locust's
-  host set to the gateway (unless ``--host`` was given), ``<out>/run.json`` written if absent and
-  completed at quit, ``<out>/locust_totals.json`` written at quit; ``before_start`` (e.g. seeding
-  monthly counters) runs at test start;
+* master or local runner: the stack state read, Locust's host set to the gateway (unless ``--host`` was
+  given), ``engine.json`` written at test start (with the monthly usage ``before_start`` seeded) and at
+  quit (end time and Locust's final counts). For a plain ``locust -f`` run the master also orchestrates:
+  it validates the options, checks the target with the safety guard, and writes ``run.json``. Under
+  ``quotaquake run`` (``--qq-orchestrated``) that command did both already;
 * worker or local runner: the history recorder listens to ``request`` and writes parts.
 
 Bad input exits with status 2 and one line on stderr (no traceback).
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from locust.env import Environment
@@ -27,17 +28,10 @@ from locust.runners import MasterRunner, WorkerRunner
 from quotaquake.errors import UsageError
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import HistoryRecorder
-from quotaquake.load.runinfo import (
-    LocustTotals,
-    add_monthly_seeds,
-    complete_run_info,
-    ensure_run_info,
-    new_run_info,
-    write_totals,
-)
 from quotaquake.load.runtime import ScenarioRuntime, build_runtime
 from quotaquake.load.safety import check_duration, check_rate, check_target
-from quotaquake.record import MonthlySeed
+from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.models import EngineRecord, MonthlySeed, RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +49,10 @@ def install_recorder(environment: Environment) -> HistoryRecorder:
     parsed: Any = environment.parsed_options
     events: Any = environment.events
 
-    def out_dir() -> Path:
-        return ScenarioOptions.from_namespace(parsed).out
+    def run_folder() -> RunFolder:
+        return RunFolder(ScenarioOptions.from_namespace(parsed).out)
 
-    recorder = HistoryRecorder(out_dir=out_dir)
+    recorder = HistoryRecorder(folder=run_folder)
     events.request.add_listener(recorder.on_request)
     events.quit.add_listener(lambda **_: recorder.close())  # after runner.quit(): users have stopped
     recorder.start()
@@ -76,41 +70,59 @@ def check_safety(runtime: ScenarioRuntime, environment: Environment) -> None:
     check_target(target, options.allow_hosts)
 
 
+def plain_run_info(runtime: ScenarioRuntime, parsed: Any) -> RunInfo:
+    """``run.json`` of a Locust run that ``quotaquake run`` did not start (the master orchestrates)."""
+    options, state = runtime.options, runtime.state
+    return RunInfo(
+        run_id=options.out.name,
+        scenario=str(getattr(parsed, "locustfile", "") or ""),
+        target_rate=options.rate,
+        duration_s=float(parsed.run_time) if getattr(parsed, "run_time", None) else None,
+        started_at=datetime.now(UTC),
+        provider=state.provider,
+        replicas=state.replicas,
+        defect=state.defect,
+        model=state.model,
+        policy=runtime.policy,
+        command=list(sys.argv),
+        locust_processes=max(1, int(getattr(parsed, "processes", None) or 1)),
+        notes=["run.json written by the scenario (plain locust run)"],
+    )
+
+
 def prepare_controller(environment: Environment, before_start: BeforeStart | None) -> None:
-    """Master/local side: validate, point Locust at the gateway, write and later complete ``run.json``."""
+    """Master/local side: point Locust at the gateway, record the engine's start and end, and for a
+    plain run validate the options and write ``run.json``."""
     runtime = build_runtime(environment.parsed_options)
-    check_safety(runtime, environment)
-    if not environment.host:
-        environment.host = runtime.state.require_endpoints().gateway
     parsed: Any = environment.parsed_options
     events: Any = environment.events
-    run_dir = runtime.options.out
-    ensure_run_info(
-        run_dir,
-        new_run_info(
-            options=runtime.options,
-            state=runtime.state,
-            policy=runtime.policy,
-            scenario=str(getattr(parsed, "locustfile", "") or ""),
-            duration_s=float(parsed.run_time) if getattr(parsed, "run_time", None) else None,
-            processes=int(getattr(parsed, "processes", None) or 1),
-        ),
-    )
+    folder = RunFolder(runtime.options.out)
+    if not runtime.options.orchestrated:
+        check_safety(runtime, environment)
+        folder.create()
+        if not folder.is_run():
+            folder.write_info(plain_run_info(runtime, parsed))
+    if not environment.host:
+        environment.host = runtime.state.require_endpoints().gateway
+    record = EngineRecord()
+
+    def on_test_start(**_: Any) -> None:
+        record.started_at = datetime.now(UTC)
+        if before_start is not None:
+            record.monthly_seeds = [*record.monthly_seeds, *before_start(runtime)]
+        folder.write_engine(record)
 
     def on_quit(**_: Any) -> None:
         total = environment.stats.total
-        write_totals(run_dir, LocustTotals(requests=total.num_requests, failures=total.num_failures))
-        complete_run_info(run_dir, request_count=int(total.num_requests))
+        record.ended_at = datetime.now(UTC)
+        record.requests, record.failures = int(total.num_requests), int(total.num_failures)
+        folder.write_engine(record)
+        if not runtime.options.orchestrated and folder.is_run():
+            info = folder.read_info()
+            folder.write_info(info.model_copy(update={"ended_at": record.ended_at}))
 
+    events.test_start.add_listener(on_test_start)
     events.quit.add_listener(on_quit)  # ``quit`` fires after the runner stopped every user: final counts
-    if before_start is not None:
-
-        def on_test_start(**_: Any) -> None:
-            seeds = before_start(runtime)
-            if seeds:
-                add_monthly_seeds(run_dir, seeds)
-
-        events.test_start.add_listener(on_test_start)
 
 
 def install_scenario(events: Any, defaults: ScenarioDefaults, before_start: BeforeStart | None = None) -> None:

@@ -8,7 +8,7 @@ from quotaquake.errors import UsageError
 from quotaquake.load.runtime import ScenarioRuntime
 from quotaquake.load.traffic import chosen_consumers
 from quotaquake.policy import ANONYMOUS_TIER
-from quotaquake.record import MonthlySeed
+from quotaquake.runfolder.models import MonthlySeed
 from quotaquake.services.limiter.keys import seed_month_usage
 
 log = logging.getLogger(__name__)

@@ -66,6 +66,11 @@ def add_options(parser: Any, defaults: ScenarioDefaults) -> None:
     group.add_argument("--qq-allow-host", default="", help="comma-separated non-loopback hosts allowed as target")
     group.add_argument("--qq-seed", type=int, default=0, help="seed of the per-user random choices")
     group.add_argument(
+        "--qq-orchestrated",
+        action="store_true",
+        help="set by `quotaquake run`: it writes run.json; the scenario writes only its own files",
+    )
+    group.add_argument(
         "--qq-month-headroom",
         type=float,
         default=50.0,
@@ -117,6 +122,7 @@ class ScenarioOptions:
     allow_hosts: tuple[str, ...] = field(default=())
     seed: int = 0
     month_headroom: float = 50.0
+    orchestrated: bool = False
 
     @property
     def plan(self) -> RatePlan:
@@ -151,4 +157,5 @@ class ScenarioOptions:
             allow_hosts=tuple(h.strip() for h in str(ns.qq_allow_host).split(",") if h.strip()),
             seed=int(ns.qq_seed),
             month_headroom=float(ns.qq_month_headroom),
+            orchestrated=bool(getattr(ns, "qq_orchestrated", False)),
         )

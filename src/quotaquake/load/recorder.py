@@ -1,11 +1,11 @@
 """History recorder: a Locust ``request`` event listener that writes one row per request to Parquet.
 
-Rows follow ``quotaquake.load.history.SCHEMA``. The listener only appends to per-column Python lists
+Rows follow ``quotaquake.runfolder.history.SCHEMA``. The listener only appends to per-column Python lists
 (header values are kept as the raw strings and parsed to numbers in bulk when flushed), so its cost per
 request is a handful of list appends and header lookups. A background greenlet writes the rows collected
-so far every ``FLUSH_INTERVAL_S`` (1 s) as a new part ``<out>/history/part-<worker>-<seq>.parquet``
-(written to a hidden temp file and renamed, so readers never see half a part); the last rows are written
-when Locust quits. Each process writes its own parts; readers take the whole folder.
+so far every ``FLUSH_INTERVAL_S`` (1 s) as a new part ``part-<worker>-<seq>.parquet`` of the run
+folder's history (``quotaquake.runfolder.history.write_part``: atomic, so readers never see half a part);
+the last rows are written when Locust quits. Each process writes its own parts; readers take the whole folder.
 
 Requests that carry no quotaquake context (another User class in the same locustfile) are recorded too,
 with ``intended_ns = sent_ns`` = Locust's start time, so the row count always equals Locust's count.
@@ -25,9 +25,9 @@ from typing import Any
 import gevent
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from quotaquake.load.history import COLUMNS, SCHEMA, history_dir
+from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.history import COLUMNS, SCHEMA, write_part
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +143,12 @@ def build_table(columns: Mapping[str, list[Any]]) -> pa.Table:
 class HistoryRecorder:
     """Collects rows from Locust ``request`` events and writes them as Parquet parts (see module docstring).
 
-    ``out_dir`` is called at each flush (not at construction) because remote workers learn the master's
+    ``folder`` is called at each flush (not at construction) because remote workers learn the master's
     ``--qq-out`` only with the first spawn message.
     """
 
-    def __init__(self, *, out_dir: Callable[[], Path], worker: str | None = None) -> None:
-        self.out_dir = out_dir
+    def __init__(self, *, folder: Callable[[], RunFolder], worker: str | None = None) -> None:
+        self.folder = folder
         self.worker = worker or worker_id()
         self.rows_written = 0
         self.parts_written = 0
@@ -244,14 +244,11 @@ class HistoryRecorder:
         if not self.pending:
             return None
         columns = self._new_columns()
-        folder = history_dir(self.out_dir())
-        folder.mkdir(parents=True, exist_ok=True)
         self._seq += 1
-        path = folder / f"part-{self.worker}-{self._seq:06d}.parquet"
-        tmp = folder / f".{path.name}.tmp"
         try:
-            pq.write_table(build_table(columns), tmp)
-            os.replace(tmp, path)
+            path = write_part(
+                self.folder().history_dir, f"part-{self.worker}-{self._seq:06d}.parquet", build_table(columns)
+            )
         except Exception:
             self.write_errors += len(columns["sent_ns"])
             raise

@@ -1,11 +1,12 @@
 """Run a scenario with Locust headless as a subprocess, with progress on the terminal (for ``quotaquake run``).
 
-``run_locust`` checks the safety guard, starts ``locust -f <scenario> --headless ...`` in its own session
-(so Ctrl-C or an error stops Locust and all its worker processes), shows elapsed time, requests, current
-rate and failures from Locust's live CSV while it runs, and returns the final counts.
+``run_locust`` starts ``locust -f <scenario> --headless ...`` for a validated ``RunContext`` in its own
+session (so Ctrl-C or an error stops Locust and all its worker processes), shows elapsed time, requests,
+current rate and failures from Locust's live CSV while it runs, and returns the final counts.
 
-Locust's output goes to ``<run_dir>/locust.log``; its stats to ``<run_dir>/locust_*.csv`` and
-``locust.html``; the history to ``<run_dir>/history/``.
+Locust writes into the run folder: its output to ``RunFolder.locust_log``, its stats to the
+``locust_*.csv`` files and ``locust.html``, the history to ``history/`` and its own record to
+``engine.json``. ``--qq-orchestrated`` tells the scenario that ``quotaquake run`` owns ``run.json``.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from quotaquake.errors import UsageError
-from quotaquake.load.runinfo import read_totals
-from quotaquake.load.safety import check_duration, check_rate, check_target
-from quotaquake.stack.state import STATE_ENV_VAR, read_state
+from quotaquake.context import RunContext
+from quotaquake.runfolder import RunFolder
+from quotaquake.stack.processes import free_port
+from quotaquake.stack.state import STATE_ENV_VAR
 
 PER_PROCESS_RATE = 4000.0
 """Req/s one Locust process is given at most: ~80 % of the ~5K req/s one process reached on this machine."""
@@ -66,42 +66,23 @@ def choose_processes(rate: float, cpus: int | None = None) -> int:
     return max(1, min(available, math.ceil(rate / PER_PROCESS_RATE)))
 
 
-def locust_command(
-    *,
-    scenario: Path,
-    state_path: Path,
-    run_dir: Path,
-    rate: float,
-    duration_s: float,
-    processes: int,
-    extra_args: Sequence[str] = (),
-) -> list[str]:
+def locust_command(context: RunContext) -> list[str]:
     """The Locust command line; one process runs without ``--processes`` (no master/worker overhead)."""
+    request, folder = context.request, context.folder
     command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(scenario),
-        "--headless",
-        "--run-time",
-        f"{max(1, round(duration_s))}s",
-        "--stop-timeout",
-        str(STOP_TIMEOUT_S),
-        "--csv",
-        str(run_dir / "locust"),
-        "--html",
-        str(run_dir / "locust.html"),
-        "--qq-state",
-        str(state_path),
-        "--qq-out",
-        str(run_dir),
-        "--qq-rate",
-        f"{rate:g}",
-    ]
-    if processes > 1:
-        command += ["--processes", str(processes)]
-    return [*command, *extra_args]
+        sys.executable, "-m", "locust", "-f", str(request.scenario), "--headless",
+        "--run-time", f"{max(1, round(request.duration_s))}s", "--stop-timeout", str(STOP_TIMEOUT_S),
+        "--csv", str(folder.locust_csv_prefix), "--html", str(folder.locust_html),
+        "--qq-state", str(context.state_path), "--qq-out", str(folder.path), "--qq-rate", f"{request.rate:g}",
+        "--qq-orchestrated",
+    ]  # fmt: skip
+    if request.allow_hosts:
+        command += ["--qq-allow-host", ",".join(request.allow_hosts)]
+    if context.processes > 1:  # master and forked workers talk over a loopback port of their own
+        port = str(free_port())
+        command += ["--processes", str(context.processes), "--master-bind-host", "127.0.0.1",
+                    "--master-bind-port", port, "--master-port", port]  # fmt: skip
+    return [*command, *request.locust_args]
 
 
 def read_live_stats(stats_csv: Path) -> LiveStats | None:
@@ -114,15 +95,6 @@ def read_live_stats(stats_csv: Path) -> LiveStats | None:
     except (OSError, KeyError, ValueError):
         return None
     return None
-
-
-def check_run(*, scenario: Path, state_path: Path, rate: float, duration_s: float, allow_hosts: Sequence[str]) -> None:
-    """Safety guard and input checks before anything starts (``UsageError`` on failure)."""
-    check_rate(rate)
-    check_duration(duration_s)
-    if not scenario.is_file():
-        raise UsageError(f"{scenario}: scenario file not found")
-    check_target(read_state(state_path).require_endpoints().gateway, allow_hosts)
 
 
 def group_alive(pgid: int) -> bool:
@@ -166,54 +138,31 @@ def _await_exit(process: subprocess.Popen[bytes], stats_csv: Path, duration_s: f
         progress.update(bar, completed=duration_s)
 
 
-def run_locust(
-    *,
-    scenario: Path,
-    state_path: Path,
-    run_dir: Path,
-    rate: float,
-    duration_s: float,
-    processes: int,
-    extra_args: Sequence[str] = (),
-    allow_hosts: Sequence[str] = (),
-    console: Console | None = None,
-) -> LocustResult:
-    """Run ``scenario`` headless at ``rate`` req/s for ``duration_s`` seconds and return its counts.
+def run_locust(context: RunContext) -> LocustResult:
+    """Run the context's scenario headless at its rate for its duration and return its counts.
 
     Stops Locust (and its workers) on Ctrl-C or any error; ``interrupted`` is then True and the
     ``KeyboardInterrupt`` is not re-raised, so the caller can still tear down and verify.
     """
-    check_run(scenario=scenario, state_path=state_path, rate=rate, duration_s=duration_s, allow_hosts=allow_hosts)
-    if allow_hosts:
-        extra_args = [*extra_args, "--qq-allow-host", ",".join(allow_hosts)]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    command = locust_command(
-        scenario=scenario,
-        state_path=state_path,
-        run_dir=run_dir,
-        rate=rate,
-        duration_s=duration_s,
-        processes=processes,
-        extra_args=extra_args,
-    )
-    log_path = run_dir / "locust.log"
-    env = {**os.environ, STATE_ENV_VAR: str(state_path)}
+    folder = context.folder
+    command = locust_command(context)
+    env = {**os.environ, STATE_ENV_VAR: str(context.state_path)}
     interrupted = False
-    with log_path.open("wb") as log:
+    with folder.locust_log.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            _await_exit(process, run_dir / "locust_stats.csv", duration_s, console or Console(stderr=True))
+            _await_exit(process, folder.locust_stats_csv, context.request.duration_s, context.console)
         except KeyboardInterrupt:
             interrupted = True
         finally:
             _stop_group(process)
-    return LocustResult(process.returncode, *final_counts(run_dir), interrupted, log_path)
+    return LocustResult(process.returncode, *final_counts(folder), interrupted, folder.locust_log)
 
 
-def final_counts(run_dir: Path) -> tuple[int, int]:
-    """(requests, failures) from ``locust_totals.json``; Locust's CSV (possibly a second stale) if absent."""
-    totals = read_totals(run_dir)
-    if totals is not None:
-        return totals.requests, totals.failures
-    live = read_live_stats(run_dir / "locust_stats.csv") or LiveStats(0, 0, 0.0)
+def final_counts(folder: RunFolder) -> tuple[int, int]:
+    """(requests, failures) from ``engine.json``; Locust's CSV (possibly a second stale) if absent."""
+    engine = folder.read_engine()
+    if engine is not None and engine.requests is not None:
+        return engine.requests, engine.failures or 0
+    live = read_live_stats(folder.locust_stats_csv) or LiveStats(0, 0, 0.0)
     return live.requests, live.failures

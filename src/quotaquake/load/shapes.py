@@ -5,8 +5,8 @@ arrival rate, quantised to one user's rate (``--qq-rate / users``, e.g. 20 req/s
 ``--run-time`` (``use_common_options``) and stops the run when it has elapsed; without a run time (web UI)
 profiles use a 60 s time scale and run until stopped.
 
-``SelectedShape`` is the one shape class a scenario exposes: it delegates to the profile named by
-``--qq-shape`` (steady | ramp | step | spike).
+``SelectedShape`` is the one shape class a scenario exposes: it delegates to the profile (a pure function
+in ``quotaquake.load.profiles``) named by ``--qq-shape`` (steady | ramp | step | spike).
 """
 
 from __future__ import annotations
@@ -16,14 +16,7 @@ from typing import Any, ClassVar
 from locust import LoadTestShape
 
 from quotaquake.load.options import ScenarioOptions
-from quotaquake.load.profiles import (
-    FRACTIONS,
-    ramp_fraction,
-    shape_tick,
-    spike_fraction,
-    steady_fraction,
-    step_fraction,
-)
+from quotaquake.load.profiles import FRACTIONS, shape_tick
 
 
 class RateShape(LoadTestShape):
@@ -45,34 +38,6 @@ class RateShape(LoadTestShape):
         options, run_time = self._options()
         t = float(self.get_run_time())  # type: ignore[no-untyped-call]
         return shape_tick(options.plan, self.fraction, t, run_time)
-
-
-class SteadyShape(RateShape):
-    def fraction(self, t: float, duration: float) -> float:
-        return steady_fraction(t, duration)
-
-
-class RampShape(RateShape):
-    def fraction(self, t: float, duration: float) -> float:
-        return ramp_fraction(t, duration)
-
-
-class StepShape(RateShape):
-    def fraction(self, t: float, duration: float) -> float:
-        return step_fraction(t, duration)
-
-
-class SpikeShape(RateShape):
-    def fraction(self, t: float, duration: float) -> float:
-        return spike_fraction(t, duration)
-
-
-PROFILES: dict[str, type[RateShape]] = {
-    "steady": SteadyShape,
-    "ramp": RampShape,
-    "step": StepShape,
-    "spike": SpikeShape,
-}
 
 
 class SelectedShape(RateShape):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from quotaquake.record import FaultWindow, RunInfo
 from quotaquake.report.masking import mask_secrets
 from quotaquake.report.plots import Plot
+from quotaquake.runfolder.models import FaultWindow, MonthlySeed, RunInfo
 from quotaquake.verify.verdict import Outcome, jsonable
 
 MAX_EVIDENCE_CHARS = 30_000
@@ -26,7 +26,13 @@ def _environment() -> Environment:
     )
 
 
-def render_html(outcome: Outcome, info: RunInfo, faults: list[FaultWindow], plots: list[Plot]) -> str:
+def render_html(
+    outcome: Outcome,
+    info: RunInfo,
+    faults: list[FaultWindow],
+    plots: list[Plot],
+    seeds: list[MonthlySeed] | None = None,
+) -> str:
     verdicts = [
         {
             "check": v.check,
@@ -48,7 +54,7 @@ def render_html(outcome: Outcome, info: RunInfo, faults: list[FaultWindow], plot
             plots=plots,
             consumers=consumers,
             consumer_columns=columns,
-            metadata=_metadata(info, faults),
+            metadata=_metadata(info, faults, seeds or []),
         )
     )
 
@@ -62,7 +68,7 @@ def _consumer_rows(outcome: Outcome) -> list[dict[str, object]]:
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
-def _metadata(info: RunInfo, faults: list[FaultWindow]) -> list[tuple[str, object]]:
+def _metadata(info: RunInfo, faults: list[FaultWindow], seeds: list[MonthlySeed]) -> list[tuple[str, object]]:
     fields: list[tuple[str, object]] = [
         ("run id", info.run_id),
         ("scenario", info.scenario),
@@ -75,8 +81,8 @@ def _metadata(info: RunInfo, faults: list[FaultWindow]) -> list[tuple[str, objec
         ("quota model", info.model),
         ("defect", info.defect or "none"),
         ("locust processes", info.locust_processes),
-        ("monthly seeds", ", ".join(f"{s.consumer}: {s.used:g}" for s in info.monthly_seeds) or "-"),
-        ("faults", "; ".join(f"{w.name} [{w.start:.3f}, {w.end}]" for w in faults) or "-"),
+        ("monthly seeds", ", ".join(f"{s.consumer}: {s.used:g}" for s in seeds) or "-"),
+        ("faults", "; ".join(f"{w.name} ({w.kind} of {w.service}) [{w.start:.3f}, {w.end}]" for w in faults) or "-"),
         ("command", " ".join(info.command) or "-"),
         ("notes", "; ".join(info.notes) or "-"),
         (

@@ -11,8 +11,8 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from quotaquake.record import FaultWindow
 from quotaquake.report.series import Series
+from quotaquake.runfolder.models import FaultWindow
 
 FAULT_COLOUR = "#d62728"
 

@@ -34,9 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quotaquake.config import load_model, read_yaml
 from quotaquake.errors import ConfigError, StackError, UsageError
-from quotaquake.policy import ANONYMOUS_TIER, load_policy
-from quotaquake.stack.provider import ServiceHandle
-from quotaquake.stack.state import Consumer, Endpoints, QuotaModel, StackState, write_state
+from quotaquake.policy import ANONYMOUS_TIER, QuotaModel, load_policy
+from quotaquake.stack.provider import ProviderOptions, ServiceHandle
+from quotaquake.stack.state import Consumer, Endpoints, StackState, write_state
+from quotaquake.stack.status import ServiceHealth
 
 REACHABILITY_TIMEOUT_S = 5.0
 CHAOS_REFUSED = (
@@ -176,7 +177,7 @@ class ExternalProvider:
 
     def __init__(
         self,
-        config_path: Path,
+        config_path: Path | None,
         allow_hosts: Sequence[str] = (),
         *,
         state_path: Path,
@@ -187,6 +188,15 @@ class ExternalProvider:
         self.state_path = state_path
         self._client_factory = client_factory
 
+    @classmethod
+    def from_options(cls, options: ProviderOptions) -> ExternalProvider:
+        return cls(options.target, options.allow_hosts, state_path=options.state_path)
+
+    def _target(self) -> Path:
+        if self.config_path is None:
+            raise UsageError("--target: the external provider needs a target file (gateway URL, consumers)")
+        return self.config_path
+
     def _client(self) -> httpx.Client:
         if self._client_factory is not None:
             return self._client_factory()
@@ -194,9 +204,10 @@ class ExternalProvider:
 
     def plan(self) -> StackState:
         """Validate the target file and build the state, without any network traffic."""
-        config = load_target(self.config_path)
+        target = self._target()
+        config = load_target(target)
         urls = [*config.gateway, *([config.prometheus] if config.prometheus else [])]
-        check_hosts(urls, [*self.allow_hosts, *config.allow_hosts], self.config_path)
+        check_hosts(urls, [*self.allow_hosts, *config.allow_hosts], target)
         consumers = read_consumers(config.consumers)
         if config.policy is not None:
             _check_tiers(config.consumers, consumers, load_policy(config.policy).tiers)
@@ -208,6 +219,7 @@ class ExternalProvider:
             replicas=len(config.gateway),
             model=config.model,
             policy_file=str(config.policy) if config.policy else None,
+            target_file=str(target.resolve()),
             endpoints=Endpoints(
                 gateway=config.gateway[0],
                 replicas=list(config.gateway),
@@ -234,8 +246,34 @@ class ExternalProvider:
         """Nothing to stop: the deployment is not ours. Only the state file is left for the caller."""
         del state
 
+    def status(self, state: StackState) -> list[ServiceHealth]:
+        """One row per gateway URL (and Prometheus): does it answer HTTP at all (Prometheus: 200)?"""
+        endpoints = state.require_endpoints()
+        rows = []
+        with self._client() as client:
+            for n, url in enumerate(endpoints.replicas, 1):
+                rows.append(ServiceHealth(f"gateway-{n}", "remote", _answers(client, url), url))
+            if endpoints.prometheus:
+                ready = _answers(client, endpoints.prometheus.rstrip("/") + "/-/ready", need_ok=True)
+                rows.append(ServiceHealth("prometheus", "remote", ready, endpoints.prometheus))
+        return rows
+
     def handle(self, state: StackState, service: str) -> ServiceHandle:
         raise UsageError(f"{CHAOS_REFUSED} (asked for {service!r} of stack {state.stack_id})")
+
+    def add_consumer(self, state: StackState, tier: str) -> Consumer:
+        raise UsageError(
+            f"stack {state.stack_id} is external: its consumers are the ones its target file lists; "
+            "quotaquake cannot add one"
+        )
+
+
+def _answers(client: httpx.Client, url: str, *, need_ok: bool = False) -> bool:
+    try:
+        _reachable(client, url, "target", need_ok=need_ok)
+    except StackError:
+        return False
+    return True
 
 
 def _reachable(client: httpx.Client, url: str, what: str, *, need_ok: bool = False) -> None:

@@ -1,14 +1,19 @@
 """What every stack provider (local processes, Kong via Testcontainers, an existing deployment) offers.
 
-A provider brings the system under test up and down and hands out one ``ServiceHandle`` per service so
-that chaos actions can break it the same way whatever runs it.
+A provider brings the system under test up and down, reports each service's health, adds consumers at
+run time, and hands out one ``ServiceHandle`` per service so that faults break it the same way whatever
+runs it. Providers are found by name or by a state file through ``quotaquake.stack.registry``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from quotaquake.stack.state import StackState
+from quotaquake.policy import DEFAULT_POLICY_PATH
+from quotaquake.stack.state import Consumer, StackState
+from quotaquake.stack.status import ServiceHealth
 
 
 @runtime_checkable
@@ -33,6 +38,18 @@ class ServiceHandle(Protocol):
         """True when the process/container exists and is not stopped."""
 
 
+@dataclass(frozen=True)
+class ProviderOptions:
+    """What a provider is built from: the CLI's options, or what a state file recorded."""
+
+    state_path: Path
+    policy_path: Path = DEFAULT_POLICY_PATH
+    replicas: int = 3
+    defect: str | None = None
+    target: Path | None = None  # the external provider's target file
+    allow_hosts: tuple[str, ...] = ()
+
+
 class Provider(Protocol):
     name: str
 
@@ -42,5 +59,11 @@ class Provider(Protocol):
     def down(self, state: StackState) -> None:
         """Stop everything named in ``state``; safe to call on a half-started or stale stack."""
 
+    def status(self, state: StackState) -> list[ServiceHealth]:
+        """Each service's process state and readiness."""
+
     def handle(self, state: StackState, service: str) -> ServiceHandle:
         """The fault-injection handle of ``service`` (a key of ``state.services``)."""
+
+    def add_consumer(self, state: StackState, tier: str) -> Consumer:
+        """Provision a consumer of ``tier`` with an untouched quota in the running stack."""

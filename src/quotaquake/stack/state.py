@@ -12,17 +12,15 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quotaquake.config import validation_problem
 from quotaquake.errors import ConfigError, UsageError
+from quotaquake.policy import QuotaModel
 
 STATE_ENV_VAR = "QUOTAQUAKE_STATE"
 DEFAULT_STATE_PATH = Path(".quotaquake/stack.json")
-
-QuotaModel = Literal["token-bucket", "fixed-window"]
 
 
 def state_path(explicit: Path | None = None) -> Path:
@@ -92,6 +90,7 @@ class StackState(BaseModel):
     defect: str | None = None
     model: QuotaModel = "token-bucket"
     policy_file: str | None = None
+    target_file: str | None = None  # the external provider's target file
     endpoints: Endpoints | None = None
     consumers: list[Consumer] = Field(default_factory=list)
     services: dict[str, ServiceRecord] = Field(default_factory=dict)

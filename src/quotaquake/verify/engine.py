@@ -10,17 +10,17 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from quotaquake.record import VERDICTS_FILE
-from quotaquake.verify.crosscheck import check_prometheus_crosscheck
-from quotaquake.verify.degradation import check_degradation, check_degraded_over_admission
-from quotaquake.verify.error_budget import check_error_budget
-from quotaquake.verify.generator import check_generator_health
-from quotaquake.verify.headers import check_headers
-from quotaquake.verify.latency import check_latency, check_limiter_latency
-from quotaquake.verify.quota_bucket import CHECK as QUOTA_CHECK
-from quotaquake.verify.quota_bucket import check_quota_token_bucket
-from quotaquake.verify.quota_window import check_quota_fixed_window
-from quotaquake.verify.rundata import RunData, load_run
+from quotaquake.runfolder import RunFolder
+from quotaquake.verify.checks.crosscheck import check_prometheus_crosscheck
+from quotaquake.verify.checks.degradation import check_degradation, check_degraded_over_admission
+from quotaquake.verify.checks.error_budget import check_error_budget
+from quotaquake.verify.checks.generator import check_generator_health
+from quotaquake.verify.checks.headers import check_headers
+from quotaquake.verify.checks.latency import check_latency, check_limiter_latency
+from quotaquake.verify.checks.quota_fixed_window import check_quota_fixed_window
+from quotaquake.verify.checks.quota_token_bucket import CHECK as QUOTA_CHECK
+from quotaquake.verify.checks.quota_token_bucket import check_quota_token_bucket
+from quotaquake.verify.data.rundata import RunData, load_run
 from quotaquake.verify.thresholds import Thresholds, load_thresholds
 from quotaquake.verify.verdict import Outcome, Verdict, dumps
 
@@ -90,5 +90,5 @@ def verify_run(run_dir: Path, thresholds_path: Path | None = None) -> Outcome:
     thresholds = load_thresholds(thresholds_path)
     run = load_run(run_dir)
     outcome = Outcome(run_dir=run_dir, verdicts=run_checks(run, thresholds))
-    (run_dir / VERDICTS_FILE).write_text(dumps(outcome), encoding="utf-8")
+    RunFolder(run_dir).write_verdicts(dumps(outcome))
     return outcome

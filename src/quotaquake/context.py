@@ -1,0 +1,86 @@
+"""The run context: one frozen object with everything a ``quotaquake run`` knows, built once and passed down.
+
+``RunRequest`` is what the user asked for, validated once where it enters (``validate_request``);
+``RunContext`` adds what the run established: its id and folder, the stack it runs against, the policy
+that stack enforces, how many Locust processes drive the load, and where to report progress.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from quotaquake.errors import UsageError
+from quotaquake.policy import DEFAULT_POLICY_PATH, Policy, load_policy
+from quotaquake.runfolder import RunFolder
+from quotaquake.stack.state import DEFAULT_STATE_PATH, StackState
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str, option: str = "--duration") -> float:
+    """``90``, ``90s``, ``2m``, ``1h30m`` -> seconds; a ``UsageError`` naming ``option`` otherwise."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise UsageError(f"{option}: '{text}' is not a duration (examples: 30s, 2m, 1h30m)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """The options of ``quotaquake run`` (see ``quotaquake run --help`` for each)."""
+
+    scenario: Path
+    rate: float
+    duration_s: float
+    provider: str = "local"
+    target: Path | None = None  # the external provider's target file
+    replicas: int | None = None  # None: whatever is up, else 3
+    defect: str | None = None
+    out: Path | None = None
+    chaos: Path | None = None
+    chaos_delay_s: float = 5.0
+    state_path: Path = DEFAULT_STATE_PATH
+    policy_path: Path = DEFAULT_POLICY_PATH
+    thresholds: Path | None = None
+    processes: int | None = None  # None: chosen by rate
+    allow_hosts: tuple[str, ...] = ()
+    locust_args: tuple[str, ...] = ()
+
+
+def validate_request(request: RunRequest) -> None:
+    """Check every input of the recording before anything starts (the thresholds, which only verification
+    reads, are checked by the caller). Raises a one-line ``UsageError`` naming the option or file and field.
+    """
+    from quotaquake.load.safety import check_duration, check_rate
+
+    if not request.scenario.is_file():
+        raise UsageError(f"--scenario: {request.scenario} does not exist")
+    if request.chaos is not None and not request.chaos.is_file():
+        raise UsageError(f"--chaos: {request.chaos} does not exist")
+    if request.processes is not None and request.processes < 1:
+        raise UsageError(f"--processes: {request.processes} must be at least 1")
+    check_rate(request.rate)
+    check_duration(request.duration_s)
+    load_policy(request.policy_path)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run, as every layer below the command sees it."""
+
+    request: RunRequest
+    run_id: str
+    folder: RunFolder
+    state: StackState
+    policy: Policy  # the policy the stack enforces (its state file's, else the request's)
+    processes: int  # Locust processes
+    console: Console
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state.state_file)

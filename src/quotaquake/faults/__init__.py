@@ -1,0 +1,60 @@
+"""The fault registry: one module per kind of fault, each describing how it is injected and undone,
+how the chaos journal shows it, and what the declared policy expects of the gateway while it lasts.
+
+==============  ===============================================  ===========================================
+module          injected by                                       undone by
+==============  ===============================================  ===========================================
+``outage``      ``quotaquake.chaos.actions.kill_service``         ``restart_service``, ``restore_all``
+``pause``       ``quotaquake.chaos.actions.stop_service``         ``resume_service``, ``restart_service``, ...
+``replica_loss````quotaquake.chaos.actions.kill_gateway_replicas````restore_all``
+``pod_loss``    ``chaosk8s.pod.actions.terminate_pods``/``delete``  a succeeded ``pods_in_phase`` probe
+==============  ===============================================  ===========================================
+
+Adding a kind of fault is one module here (a ``FAULT`` and its ``inject``/``undo``), an entry in
+``FAULTS``, a ``FaultKind`` value, and an experiment file under ``chaos/`` that uses it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from quotaquake.faults import outage, pause, pod_loss, replica_loss
+from quotaquake.faults.base import Activity, Fault
+from quotaquake.runfolder.models import ServiceRole
+
+FAULTS: tuple[Fault, ...] = (outage.FAULT, pause.FAULT, replica_loss.FAULT, pod_loss.FAULT)
+
+# Service names as every provider names them (local processes, docker containers); Kubernetes label
+# selectors are matched on the value of their name label.
+_ROLES: dict[str, ServiceRole] = {
+    "redis": ServiceRole.RATE_LIMIT_STORE,
+    "postgres": ServiceRole.REGISTRY,
+    "lb": ServiceRole.LOAD_BALANCER,
+    "stub-api": ServiceRole.UPSTREAM,
+    "prometheus": ServiceRole.MONITORING,
+    "kong": ServiceRole.GATEWAY,
+}
+_NUMBERED = re.compile(r"^(gateway|limiter)-\d+$")
+_SELECTOR_VALUE = re.compile(r"(?:^|,)\s*[\w./-]*name\s*=\s*([\w.-]+)|(?:^|,)\s*app\s*=\s*([\w.-]+)")
+
+
+def fault_injected_by(activity: Activity) -> Fault | None:
+    """The fault an activity injects, or ``None`` for any other activity (probes, restores, pauses)."""
+    return next((fault for fault in FAULTS if fault.injected(activity)), None)
+
+
+def role_of(service: str | None) -> ServiceRole:
+    """The role of a service name (``gateway-2``, ``redis``) or a Kubernetes label selector."""
+    if not service:
+        return ServiceRole.OTHER
+    first = service.split(",", 1)[0].strip()
+    if (numbered := _NUMBERED.match(first)) is not None:
+        return ServiceRole.GATEWAY if numbered.group(1) == "gateway" else ServiceRole.LIMITER
+    if first in _ROLES:
+        return _ROLES[first]
+    selected = _SELECTOR_VALUE.search(service)
+    value = next((group for group in selected.groups() if group), "") if selected else ""
+    return _ROLES.get(value, ServiceRole.OTHER)
+
+
+__all__ = ["FAULTS", "Activity", "Fault", "fault_injected_by", "role_of"]

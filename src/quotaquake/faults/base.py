@@ -1,0 +1,96 @@
+"""What every fault module declares: its kind, the journal activities that inject and undo it, the
+services an activity hit, and what the declared policy expects of the gateway while it lasts.
+
+A journal activity is described by ``Activity`` (one entry of a Chaos Toolkit journal's ``run`` or
+``rollbacks``). Activities are named ``module:func``, e.g. ``quotaquake.chaos.actions:kill_service``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from quotaquake.policy import DegradationMode, Policy
+from quotaquake.runfolder.models import Expectation, FaultKind, ServiceRole
+
+ACTIONS = "quotaquake.chaos.actions"
+RESTORE_ALL = f"{ACTIONS}:restore_all"
+
+
+def action(func: str) -> str:
+    """The ``module:func`` name of one of quotaquake's own chaos actions."""
+    return f"{ACTIONS}:{func}"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One journal entry. ``start``/``end`` are epoch seconds; ``failed``: the journal says it failed;
+    ``status`` is None when it was interrupted mid-way (it may still have broken something)."""
+
+    name: str
+    module: str
+    func: str
+    arguments: Mapping[str, object]
+    output: object
+    status: str | None
+    start: float
+    end: float
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.module}:{self.func}"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+def service_argument(activity: Activity) -> str | None:
+    """The ``service`` argument of one of our actions (most faults act on one named service)."""
+    service = activity.arguments.get("service")
+    return str(service) if service is not None else None
+
+
+def storage_expectation(policy: Policy, role: ServiceRole) -> Expectation:
+    """The declared degradation when the rate-limit store is unreachable; clients served otherwise."""
+    if role is not ServiceRole.RATE_LIMIT_STORE:
+        return Expectation.AVAILABLE
+    if policy.degradation.on_redis_unavailable == DegradationMode.FAIL_CLOSED:
+        return Expectation.FAIL_CLOSED
+    return Expectation.FAIL_OPEN_LOCAL
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One kind of fault, as the journal reader and the degradation verdicts need it.
+
+    ``injected_by``: activities that inject it; ``undone_by``: activities that undo it for the service
+    they name (``restore_all`` undoes every fault); ``services``: which services an injecting activity
+    hit; ``expectation``: what the policy declares clients see meanwhile, by the service's role.
+    ``undo_needs_success``: an undoing activity counts only when it succeeded (probes that wait for
+    recovery), otherwise when it ended at all.
+    """
+
+    kind: FaultKind
+    injected_by: frozenset[str]
+    undone_by: frozenset[str] = frozenset()
+    services: Callable[[Activity], str | None] = service_argument
+    expectation: Callable[[Policy, ServiceRole], Expectation] = storage_expectation
+    undo_needs_success: bool = False
+    undoes_all: frozenset[str] = field(default=frozenset({RESTORE_ALL}))
+
+    def injected(self, activity: Activity) -> bool:
+        """True for an injecting activity that did not fail (an interrupted one may have broken things)."""
+        return activity.qualified in self.injected_by and not activity.failed
+
+    def undone(self, by: Activity, fault: Activity) -> bool:
+        """True when ``by`` (later than ``fault``) undoes the fault ``fault`` injected."""
+        if by.start < fault.start or (self.undo_needs_success and not by.succeeded):
+            return False
+        if by.qualified in self.undoes_all:
+            return True
+        return by.qualified in self.undone_by and self.services(by) == self.services(fault)

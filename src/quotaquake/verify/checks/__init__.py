@@ -1,0 +1,1 @@
+"""Checks: pure functions from a loaded run (``verify.data``) and thresholds to a ``Verdict``."""

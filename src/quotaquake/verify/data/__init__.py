@@ -1,0 +1,1 @@
+"""What verification reads: the run folder loaded once (``RunData``) and arrays derived from it."""

@@ -1,0 +1,1 @@
+"""Quota models the checks replay a history against: token bucket, fixed window, Kong 3.9."""
