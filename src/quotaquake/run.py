@@ -103,8 +103,10 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
     validate_request(request)
     load_thresholds(request.thresholds)  # a bad thresholds file is refused now, not after the run
     run_id = new_run_id(request.scenario)
-    folder = RunFolder((request.out or Path("reports") / run_id).resolve()).create()
+    folder = RunFolder((request.out or Path("reports") / run_id).resolve())
+    folder.check_creatable()
     with acquired_stack(request, console) as state:
+        folder.create()
         if state.defect:
             console.print(f"[bold red]DEFECT SEEDED: {state.defect}[/]")
         check_target(state.require_endpoints().gateway, request.allow_hosts)

@@ -28,15 +28,32 @@ def quotaquake(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (["--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--chaos", "x.json"], "--chaos"),
         (["--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--replicas", "0"], "--replicas"),
         (["--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--defect", "bogus"], "bogus"),
+        (["--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--provider", "nope"], "--provider"),
+        (
+            ["--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--provider", "external"],
+            "--target",
+        ),
+        (["--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--provider", "docker"], "Docker"),
+        (
+            ["--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--chaos-delay", "soon"],
+            "--chaos-delay",
+        ),
+        (
+            ["--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--out", "README.md/run"],
+            "is not a folder",
+        ),
     ],
 )
 def test_bad_run_options(tmp_path, args, message):
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "run")]
     result = quotaquake(tmp_path, "run", *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "stack.json").exists()
     assert not list(tmp_path.glob("stack-*")), "no stack may be started for a run with bad input"
+    assert not (tmp_path / "run").exists(), "no run folder for a run that never started"
 
 
 def test_bad_thresholds_file_names_file_and_field(tmp_path):

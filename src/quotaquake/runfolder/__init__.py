@@ -122,6 +122,17 @@ class RunFolder:
         return self.path / "junit.xml"
 
     # -- the folder --------------------------------------------------------------------------------------
+    def check_creatable(self) -> None:
+        """Refuse, before anything starts, a folder that could not be created: a file in the way, or a
+        nearest existing ancestor that is not a writable folder (``ConfigError``)."""
+        ancestor = self.path
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ConfigError(self.path, None, f"cannot create the run folder: {ancestor} is not a folder")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ConfigError(self.path, None, f"cannot create the run folder: {ancestor} is not writable")
+
     def create(self) -> RunFolder:
         """Make the folder (and its parents); a one-line ``ConfigError`` when that is impossible (a file
         in the way, no permission, a read-only or full disk)."""
