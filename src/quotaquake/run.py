@@ -209,7 +209,7 @@ def verify_and_report(run_dir: Path, thresholds: Path | None, console: Console) 
     return int(outcome.exit_code)
 
 
-STATUS_STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow"}
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "unknown": "yellow", "not-applicable": "dim"}
 
 
 def print_verdicts(outcome: Outcome, console: Console) -> None:

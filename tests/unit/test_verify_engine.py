@@ -131,3 +131,9 @@ def test_bad_thresholds_file_names_file_and_field(tmp_path: Path):
 def test_missing_run_folder_is_a_config_error(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"run\.json: file not found"):
         verify_run(tmp_path)
+
+
+def test_not_applicable_takes_no_part_in_the_outcome():
+    assert compose(["pass", "not-applicable"]) == "pass"
+    assert compose(["not-applicable"]) == "unknown"
+    assert compose(["fail", "not-applicable"]) == "fail"

@@ -1,4 +1,5 @@
-"""JUnit XML for CI: one testcase per check; fail -> <failure>, unknown -> <skipped> with the summary."""
+"""JUnit XML for CI: one testcase per check; fail -> <failure>, unknown and not-applicable -> <skipped>
+with the status and the summary."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def junit_xml(outcome: Outcome, suite: str = "quotaquake") -> str:
         name=suite,
         tests=str(len(verdicts)),
         failures=str(sum(v.status == "fail" for v in verdicts)),
-        skipped=str(sum(v.status == "unknown" for v in verdicts)),
+        skipped=str(sum(v.status in ("unknown", "not-applicable") for v in verdicts)),
         errors="0",
     )
     for verdict in verdicts:
@@ -27,8 +28,8 @@ def junit_xml(outcome: Outcome, suite: str = "quotaquake") -> str:
         summary = mask_secrets(verdict.summary)
         if verdict.status == "fail":
             ET.SubElement(case, "failure", message=summary, type="VerdictFail").text = summary
-        elif verdict.status == "unknown":
-            ET.SubElement(case, "skipped", message=f"unknown: {summary}")
+        elif verdict.status in ("unknown", "not-applicable"):
+            ET.SubElement(case, "skipped", message=f"{verdict.status}: {summary}")
         evidence = json.dumps(jsonable(verdict.evidence), indent=1)[:MAX_EVIDENCE_CHARS]
         ET.SubElement(case, "system-out").text = mask_secrets(evidence)
     ET.indent(root)

@@ -22,6 +22,18 @@ class MonthlySeed(BaseModel):
     used: float
 
 
+class InitialState(StrEnum):
+    """What the run established about its consumers' quota state when it started.
+
+    ``reset``: the limiter's state of every consumer in the state file was deleted before the first request
+    (full buckets, month counters at 0, or at what the scenario then seeded); ``unknown``: the run could
+    not (an external target) or was told not to, so buckets and month counters may be partly spent.
+    """
+
+    RESET = "reset"
+    UNKNOWN = "unknown"
+
+
 class RunInfo(BaseModel):
     """``run.json``: what was asked for and against what. Written only by the orchestrating process:
     ``quotaquake run``, or the Locust master of a plain ``locust -f`` run (which orchestrates itself)."""
@@ -39,6 +51,8 @@ class RunInfo(BaseModel):
     policy: Policy
     command: list[str] = Field(default_factory=list)  # how to reproduce the run
     locust_processes: int = 1
+    initial_state: InitialState = InitialState.UNKNOWN
+    initial_state_at: datetime | None = None  # when the reset happened
     notes: list[str] = Field(default_factory=list)
 
 

@@ -1,7 +1,9 @@
 """Verdicts: what one checker concludes, and how verdicts compose into the outcome of a run.
 
 Jepsen-style: a check answers ``pass``, ``fail`` or ``unknown`` (never ``pass`` for lack of data, and a
-crashing checker answers ``unknown``). Composition: fail > unknown > pass.
+crashing checker answers ``unknown``). Composition: fail > unknown > pass. A check whose data source the
+target does not have (no Prometheus declared, no limiter histogram) answers ``not-applicable``: it is
+listed with the reason and takes no part in the composition.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Literal
 
 import numpy as np
 
-Status = Literal["pass", "fail", "unknown"]
+Status = Literal["pass", "fail", "unknown", "not-applicable"]
 Evidence = dict[str, object] | list[dict[str, object]]
 
 _RANK: dict[Status, int] = {"pass": 0, "unknown": 1, "fail": 2}
 EXIT_CODES: dict[Status, int] = {"pass": 0, "fail": 1, "unknown": 3}
+NOT_APPLICABLE: Status = "not-applicable"
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,12 @@ class Verdict:
 
 
 def compose(statuses: Iterable[Status]) -> Status:
-    """fail if any fails, else unknown if any is unknown, else pass; no statuses at all is unknown."""
+    """fail if any fails, else unknown if any is unknown, else pass; ``not-applicable`` is left out; no
+    applicable status at all is unknown."""
     result: Status | None = None
     for status in statuses:
+        if status == NOT_APPLICABLE:
+            continue
         if result is None or _RANK[status] > _RANK[result]:
             result = status
     return "unknown" if result is None else result
@@ -63,7 +69,7 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
+        return EXIT_CODES.get(self.status, EXIT_CODES["unknown"])
 
     def verdict(self, check: str) -> Verdict:
         """The verdict of ``check``; ``KeyError`` if that check did not run."""
