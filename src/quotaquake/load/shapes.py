@@ -33,6 +33,8 @@ class RateShape(LoadTestShape):
 
     abstract: ClassVar[bool] = True
     use_common_options: ClassVar[bool] = True
+    duration_cap_s: ClassVar[float] = MAX_DURATION_S
+    """Seconds after which a run without a run time stops (the safety cap; a subclass may only lower it)."""
 
     def fraction(self, t: float, duration: float) -> float:
         raise NotImplementedError
@@ -46,7 +48,7 @@ class RateShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         runtime, run_time = self._runtime()
         t = float(self.get_run_time())  # type: ignore[no-untyped-call]
-        tick = shape_tick(runtime.options.plan, self.fraction, t, run_time)
+        tick = shape_tick(runtime.options.plan, self.fraction, t, run_time, min(self.duration_cap_s, MAX_DURATION_S))
         if tick is None:
             self._stopping(run_time)
         return tick
@@ -57,7 +59,7 @@ class RateShape(LoadTestShape):
             log.warning(
                 "quotaquake: no run time was given: stopping at the duration cap of %g s "
                 "(quotaquake.load.safety.MAX_DURATION_S); pass --run-time to choose",
-                MAX_DURATION_S,
+                min(self.duration_cap_s, MAX_DURATION_S),
             )
             note_stop_reason(self.runner.environment, "duration cap")
         else:

@@ -45,7 +45,6 @@ from typing import Any
 
 import gevent
 from gevent.lock import Semaphore
-from locust.runners import STATE_MISSING
 
 from quotaquake.load.generator import GeneratorReports, process_report
 from quotaquake.load.runtime import current_runtime
@@ -59,6 +58,7 @@ DRAIN_MARGIN_S = 5.0
 """Seconds the master waits for drained workers beyond twice the stop timeout (see ``drain_timeout_s``)."""
 DRAIN_POLL_S = 0.05
 PARENT_POLL_S = 0.5
+STATE_MISSING = "missing"  # locust.runners: a worker whose heartbeats stopped
 STOP_TIMEOUT_MARGIN_S = 1.0
 
 
@@ -210,6 +210,9 @@ class WorkerDrain:
                 runtime = current_runtime(self.environment)  # before stop(): test_stop retires it
                 runner.stop()  # users finish their requests in flight (stop timeout); fires test_stop
                 self.report, self.report_swarm = process_report(runtime, "worker"), swarm
+                # Locust's worker sleeps the stop timeout after the master's "stop" before it is ready for
+                # the next swarm; its users have stopped already (the next spawn message sets it again)
+                self.environment.stop_timeout = 0
             runner._send_stats()  # Locust's final statistics, ahead of the report on the same connection
             runner.send_message(DRAINED, {"swarm": swarm, "report": self.report.model_dump(mode="json")})
 

@@ -17,8 +17,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from locust.util.timespan import parse_timespan
-
+from quotaquake.context import parse_duration
 from quotaquake.errors import UsageError
 from quotaquake.load.safety import check_duration
 
@@ -39,10 +38,7 @@ def form_namespace(
         values[dest] = converted(action, text)
     run_time = form.get("run_time", "")
     if run_time:
-        try:
-            values["run_time"] = parse_timespan(run_time)
-        except ValueError:
-            raise UsageError(f"run time: {run_time!r} is not a duration (20, 20s, 3m, 1h20m)") from None
+        values["run_time"] = parse_duration(run_time, "run time")
     return argparse.Namespace(**values)
 
 
