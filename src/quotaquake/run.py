@@ -97,6 +97,7 @@ def stack_policy(state: StackState, request: RunRequest) -> Policy:
 
 def record_run(request: RunRequest, console: Console) -> RunFolder:
     """Validate, run the load (and chaos) against a stack and write the run folder; returns it."""
+    from quotaquake.load.host import sampling_host
     from quotaquake.load.runner import choose_processes
     from quotaquake.load.safety import check_target
 
@@ -121,7 +122,8 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         )
         info = run_info(context)
         folder.write_info(info)
-        drive_load(context)
+        with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
+            drive_load(context)
         info = info.model_copy(update={"ended_at": datetime.now(UTC)})
         folder.write_info(info)
         snapshot_server_side(context, info)

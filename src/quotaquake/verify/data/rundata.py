@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from quotaquake.errors import ConfigError
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.history import SCHEMA
-from quotaquake.runfolder.models import FaultWindow, MonthlySeed, PrometheusSnapshot, RunInfo
+from quotaquake.runfolder.models import FaultWindow, HostSample, MonthlySeed, PrometheusSnapshot, RunInfo
 from quotaquake.verify.data.grouping import Groups, group_rows
 
 CATEGORY_COLUMNS: tuple[str, ...] = ("consumer", "tier", "endpoint", "degraded")
@@ -56,6 +56,7 @@ class RunData:
     monthly_seeds: list[MonthlySeed] = field(default_factory=list)  # usage seeded before the run
     chaos_ran: bool = False  # an experiment was part of the run (faults.json exists, maybe empty)
     probe_statuses: list[int | None] = field(default_factory=list)  # chaos probes' own gateway requests
+    host: list[HostSample] = field(default_factory=list)  # the machine each second (host.jsonl); none if unsampled
 
     @cached_property
     def groups(self) -> Groups:
@@ -108,6 +109,7 @@ def load_run(run_dir: Path) -> RunData:
         monthly_seeds=[] if engine is None else engine.monthly_seeds,
         chaos_ran=folder.had_experiment(),
         probe_statuses=[p.status for p in folder.read_probe_requests()],
+        host=folder.read_host_samples(),
     )
 
 
