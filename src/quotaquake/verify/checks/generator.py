@@ -6,9 +6,9 @@ intended send) up to the last send.
 * Lag is ``sent - intended`` (ms); beyond ``generator.max_lag_p99_ms`` at p99 the generator was *late*:
   latency is then judged from the actual send (see ``latency``).
 * The sent rate is sends per second of actual send time over the steady part (sends in
-  ``[warm-up end, last send]`` / that span); the scheduled rate is intended sends per second over the
-  same part. Peak rates over ``RATE_WINDOW_S`` windows compare shaped loads (spikes, ramps) like with
-  like. Either falling below ``generator.min_rate_fraction`` of its schedule is a problem too.
+  ``[warm-up end, last send]`` / that span); the scheduled rate is intended sends per second of intended
+  time (intended sends in ``[warm-up end, last intended send]`` / that span). Peak rates over
+  ``RATE_WINDOW_S`` windows compare shaped loads (spikes, ramps) like with like. Either falling below ``generator.min_rate_fraction`` of its schedule is a problem too.
 
 When the schedule was not kept, the host samples (``host.jsonl``) say who held it back:
 
@@ -112,17 +112,18 @@ def peak_send_rate(times_ns: npt.NDArray[np.int64], window_s: float = RATE_WINDO
 def steady_rates(
     intended: npt.NDArray[np.int64], sent: npt.NDArray[np.int64], start_ns: int
 ) -> tuple[float | None, float | None]:
-    """(sent rate, scheduled rate) over ``[start_ns, last send]``: sends, and intended sends, in that span
-    per second of it (``None`` for a span of 0)."""
-    if len(sent) == 0:
-        return None, None
-    end = int(sent.max())
-    span_s = (end - start_ns) / NS_PER_S
-    if span_s <= 0:
-        return None, None
-    sent_in = np.sum((sent >= start_ns) & (sent <= end))
-    intended_in = np.sum((intended >= start_ns) & (intended <= end))
-    return round(float(sent_in) / span_s, 3), round(float(intended_in) / span_s, 3)
+    """(sent rate, scheduled rate), req/s, over the steady part from ``start_ns``: the sends from then to
+    the last send per second of that send time, and the intended sends from then to the last intended
+    one per second of that intended time (``None`` for an empty span). A late generator spreads the same
+    requests over more send time: its sent rate falls below the scheduled one."""
+    return _rate(sent[sent >= start_ns], start_ns), _rate(intended[intended >= start_ns], start_ns)
+
+
+def _rate(times_ns: npt.NDArray[np.int64], start_ns: int) -> float | None:
+    if len(times_ns) == 0:
+        return None
+    span_s = (int(times_ns.max()) - start_ns) / NS_PER_S
+    return round(len(times_ns) / span_s, 3) if span_s > 0 else None
 
 
 def generator_health(run: RunData, thresholds: Thresholds) -> GeneratorHealth:
@@ -140,7 +141,7 @@ def generator_health(run: RunData, thresholds: Thresholds) -> GeneratorHealth:
         lag_p99 = round(float(np.percentile((sent - intended) / 1e6, 99.0, method="inverted_cdf")), 3)
         finite = latency[~np.isnan(latency)]
         latency_p99 = round(float(np.percentile(finite, 99.0, method="inverted_cdf")), 3) if len(finite) else None
-    sent_rate, scheduled_rate = steady_rates(intended, sent, warm.end_ns)
+    sent_rate, scheduled_rate = steady_rates(np.asarray(history["intended_ns"]), sent_all, warm.end_ns)
     peak_sent, peak_scheduled = peak_send_rate(sent), peak_send_rate(intended)
     problems = _problems(thresholds, lag_p99, sent_rate, scheduled_rate, peak_sent, peak_scheduled)
     return GeneratorHealth(
