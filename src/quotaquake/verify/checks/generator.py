@@ -8,7 +8,8 @@ intended send) up to the last send.
 * The sent rate is sends per second of actual send time over the steady part (sends in
   ``[warm-up end, last send]`` / that span); the scheduled rate is intended sends per second of intended
   time (intended sends in ``[warm-up end, last intended send]`` / that span). Peak rates over
-  ``RATE_WINDOW_S`` windows compare shaped loads (spikes, ramps) like with like. Either falling below ``generator.min_rate_fraction`` of its schedule is a problem too.
+  ``RATE_WINDOW_S`` windows compare shaped loads (spikes, ramps) like with like. Either falling
+  below ``generator.min_rate_fraction`` of its schedule is a problem too.
 
 When the schedule was not kept, the host samples (``host.jsonl``) say who held it back:
 
