@@ -418,7 +418,7 @@ def _limiter_excuse(
         return None
     return (
         f"the machine was saturated in {window.saturated} of {window.samples} s ({', '.join(window.reasons)}): "
-        f"the median ({snapshot.decision_p50_ms} ms) is under the limit and the p99 lower bound {p99_low:g} ms "
+        f"the median ({_ms(snapshot.decision_p50_ms)} ms) is under the limit and the p99 lower bound {p99_low:g} ms "
         f"is within limit + {thresholds.contention.limiter_hops} scheduler waits ({allowance:g} ms)"
     )
 
@@ -437,7 +437,11 @@ def _why_fail(window: HostWindow, snapshot: PrometheusSnapshot, limit: float) ->
         return " (machine contention not measured: no host samples)"
     if not window.saturated_for(LIMITER_Q):
         return f" on an unsaturated machine ({window.saturated} of {window.samples} s saturated)"
-    return f" beyond what contention explains (median {snapshot.decision_p50_ms} ms)"
+    return f" beyond what contention explains (median {_ms(snapshot.decision_p50_ms)} ms)"
+
+
+def _ms(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
 
 
 @njit(cache=True)
