@@ -294,3 +294,11 @@ def test_sent_rate_is_sends_per_second_of_send_time():
     assert verdict.evidence["sent_rate"] == 6.734
     assert verdict.evidence["scheduled_rate"] == 10.101
     assert any(p.startswith("sent 6.7 req/s < 0.95 x the scheduled 10.1") for p in verdict.evidence["problems"])
+
+
+def test_a_point_estimate_pass_needs_enough_decisions_for_a_p99():
+    few = PrometheusSnapshot(url="u", start=0, end=1, decision_p99_ms=0.5, decision_count=298)
+    verdict = check_limiter_latency(run([row(0)], prometheus=few), Thresholds())
+    assert verdict.status == "unknown" and verdict.evidence["needed_n"] == 299
+    enough = few.model_copy(update={"decision_count": 299})
+    assert check_limiter_latency(run([row(0)], prometheus=enough), Thresholds()).status == "pass"

@@ -18,7 +18,8 @@ When the schedule was not kept, the host samples (``host.jsonl``) say who held i
 * ``machine``: the machine was saturated (CPU pressure, busy cores, steal, load: ``contention``), the
   stack and the generator together filling the cores;
 * ``system``: the generator had CPU to spare on an unsaturated machine, so its users were late because the
-  responses were: each user waits for its response before its next send.
+  responses were: a user whose requests in flight are at their cap (one, or the scenario's) waits for a
+  response before its next send.
 
 Verdict: pass when the schedule was kept, or when the system held it back (the generator was healthy;
 the latency check judges the system); unknown when the generator's CPU or the machine was the limit, or
@@ -82,8 +83,8 @@ class GeneratorHealth:
         if self.party == "system":
             return (
                 f"the system: the generator had CPU to spare (<= {host.generator_cpu_max} cores) on an "
-                f"unsaturated machine, but responses were slow (latency p99 {self.latency_p99_ms} ms) and each "
-                "user waits for its response before sending again"
+                f"unsaturated machine, but responses were slow (latency p99 {self.latency_p99_ms} ms) and a "
+                "user with its requests in flight waits for a response before sending again"
             )
         return (
             "unknown: the host was not sampled (no host.jsonl), so the generator's CPU, the machine and the "

@@ -378,6 +378,11 @@ def check_limiter_latency(run: RunData, thresholds: Thresholds) -> Verdict:
     if judged is None:
         evidence["judged_from"] = "the p99 point estimate (no bucket counts in the snapshot)"
         status: Status = "fail" if p99 >= limit else "pass"
+        fewest = min_n_for_upper_bound(LIMITER_Q, confidence)
+        if status == "pass" and snapshot.decision_count is not None and snapshot.decision_count < fewest:
+            evidence["needed_n"] = fewest
+            summary = f"{text}: {snapshot.decision_count:g} decisions cannot show a p99 ({fewest} needed)"
+            return Verdict(LIMITER_CHECK, "unknown", summary, evidence)
     else:
         evidence.update({"judged_from": "bucket counts", "p99_bounds_ms": [judged.low_ms, judged.high_ms]})
         evidence.update({"within_limit": judged.within, "needed_n": judged.needed_n})
