@@ -55,7 +55,7 @@ class GeneratorHealth:
     peak_sent_rate: float | None  # busiest RATE_WINDOW_S window of send times, req/s
     peak_scheduled_rate: float | None  # busiest window of intended times, req/s
     target_rate: float | None
-    latency_p99_ms: float | None  # actual-send latency p99 of the steady part
+    latency_p99_ms: float | None  # actual-send latency p99 of the steady part (computed when not kept)
     late: bool  # lag p99 above the limit: latency is judged from the actual send
     problems: tuple[str, ...]
     host: HostWindow
@@ -118,34 +118,42 @@ def steady_rates(
     the last send per second of that send time, and the intended sends from then to the last intended
     one per second of that intended time (``None`` for an empty span). A late generator spreads the same
     requests over more send time: its sent rate falls below the scheduled one."""
-    return _rate(sent[sent >= start_ns], start_ns), _rate(intended[intended >= start_ns], start_ns)
+    return _rate(sent, start_ns), _rate(intended, start_ns)
 
 
 def _rate(times_ns: npt.NDArray[np.int64], start_ns: int) -> float | None:
-    if len(times_ns) == 0:
+    count = int(np.count_nonzero(times_ns >= start_ns))
+    if count == 0:
         return None
     span_s = (int(times_ns.max()) - start_ns) / NS_PER_S
-    return round(len(times_ns) / span_s, 3) if span_s > 0 else None
+    return round(count / span_s, 3) if span_s > 0 else None
+
+
+def nearest_rank_p99(values: npt.NDArray[np.generic]) -> float:
+    """The nearest-rank p99 of ``values`` (reordered in place: pass a temporary)."""
+    k = max(int(np.ceil(0.99 * len(values))) - 1, 0)
+    values.partition(k)
+    return float(values[k])
 
 
 def generator_health(run: RunData, thresholds: Thresholds) -> GeneratorHealth:
     history = run.history
     warm = warmup(run, thresholds.slo.warmup_s)
     sent_all = np.asarray(history["sent_ns"])
-    steady = sent_all >= warm.end_ns
-    intended = np.asarray(history["intended_ns"])[steady]
-    sent = sent_all[steady]
-    latency = np.asarray(history["latency_ms"], dtype=np.float64)[steady]
-    end_s = float(sent.max()) / NS_PER_S if len(sent) else 0.0
+    intended_all = np.asarray(history["intended_ns"])
+    first = int(np.searchsorted(sent_all, warm.end_ns, side="left"))  # rows are in send order
+    sent, intended = sent_all[first:], intended_all[first:]  # views: the steady part
+    end_s = float(sent[-1]) / NS_PER_S if len(sent) else 0.0
     host = host_window(run.host, warm.end_ns / NS_PER_S, end_s, thresholds.contention)
-    lag_p99 = latency_p99 = None
-    if len(sent):
-        lag_p99 = round(float(np.percentile((sent - intended) / 1e6, 99.0, method="inverted_cdf")), 3)
-        finite = latency[~np.isnan(latency)]
-        latency_p99 = round(float(np.percentile(finite, 99.0, method="inverted_cdf")), 3) if len(finite) else None
-    sent_rate, scheduled_rate = steady_rates(np.asarray(history["intended_ns"]), sent_all, warm.end_ns)
+    lag_p99 = round(nearest_rank_p99(sent - intended) / 1e6, 3) if len(sent) else None
+    sent_rate, scheduled_rate = steady_rates(intended_all, sent_all, warm.end_ns)
     peak_sent, peak_scheduled = peak_send_rate(sent), peak_send_rate(intended)
     problems = _problems(thresholds, lag_p99, sent_rate, scheduled_rate, peak_sent, peak_scheduled)
+    latency_p99 = None
+    if problems and len(sent):  # only the blame of a missed schedule names it
+        latency = np.asarray(history["latency_ms"], dtype=np.float64)[first:]
+        finite = latency[~np.isnan(latency)]
+        latency_p99 = round(nearest_rank_p99(finite), 3) if len(finite) else None
     return GeneratorHealth(
         rows=len(history),
         steady_rows=len(sent),

@@ -112,16 +112,16 @@ def _basis_reason(health: GeneratorHealth, thresholds: Thresholds) -> str:
 
 
 def _phase_hosts(run: RunData, thresholds: Thresholds, warm: Warmup) -> dict[str, HostWindow]:
-    """Per phase label, the host samples over the span of its rows after the warm-up."""
+    """Per phase label, the host samples over the span of its rows after the warm-up (rows are in send
+    order and phases follow each other in time, so each phase is one run of rows)."""
     sent = np.asarray(run.history["sent_ns"])
-    labels = phase_labels(run.faults)
+    sent = sent[int(np.searchsorted(sent, warm.end_ns, side="left")) :]
     codes = phase_codes(sent, run.faults)
-    steady = sent >= warm.end_ns
     windows: dict[str, HostWindow] = {}
-    for code, label in enumerate(labels):
-        rows = sent[steady & (codes == code)]
-        if len(rows):
-            start, end = float(rows.min()) / NS_PER_S, float(rows.max()) / NS_PER_S
+    for code, label in enumerate(phase_labels(run.faults)):
+        lo, hi = np.searchsorted(codes, code, side="left"), np.searchsorted(codes, code, side="right")
+        if hi > lo:
+            start, end = float(sent[lo]) / NS_PER_S, float(sent[hi - 1]) / NS_PER_S
             windows[label] = host_window(run.host, start, end, thresholds.contention)
     return windows
 
