@@ -36,7 +36,7 @@ def test_thresholds_file_holds_the_defaults():
     assert Thresholds().slo.latency.default_p95_ms == 50.0
     assert Thresholds().slo.limiter_decision_p99_ms == 2.0
     assert Thresholds().slo.error_rate == 0.001
-    assert Thresholds().slo.warmup_s == 5.0
+    assert Thresholds().slo.warmup_s == 3.0
     assert Thresholds().generator.max_lag_p99_ms == 10.0
 
 

@@ -94,9 +94,9 @@ def test_small_tier_groups_are_reported_but_an_uncovered_endpoint_is_unknown():
 
 
 def test_warmup_is_left_out_and_reported():
-    # a 200 ms spike in the first 5 s, then 100 fast responses
-    rows = [row(i * 0.05, latency_ms=200.0) for i in range(100)] + rows_of([1.0] * 100, start=5.0)
-    verdict = check_latency(run(rows), Thresholds())  # default warm-up: 5 s
+    # a 200 ms spike in the first 3 s, then 100 fast responses
+    rows = [row(i * 0.03, latency_ms=200.0) for i in range(100)] + rows_of([1.0] * 100, start=3.0)
+    verdict = check_latency(run(rows), Thresholds())  # default warm-up: 3 s
     assert verdict.status == "pass"
     assert verdict.evidence["warmup"]["excluded_rows"] == 100
     assert "100 requests) left out as warm-up" in verdict.summary
@@ -278,7 +278,8 @@ def test_generator_health_names_the_machine():
     samples = host(16, saturated=True, generator_max_process_cpu=0.4, generator_cpu=0.4, stack_cpu=1.5)
     verdict = check_generator_health(with_host(LATE, samples), T0)
     assert verdict.status == "unknown" and verdict.evidence["limit_hit"] == "machine"
-    assert "stack 1.5 cores" in verdict.summary
+    # busy 0.5 x 2 cores = 1.0 core, less than stack + generator (1.9): no other processes (clamped at 0)
+    assert "stack 1.5, generator 0.4, other processes 0.0 of 2" in verdict.summary
 
 
 def test_generator_health_names_the_system():

@@ -2,7 +2,7 @@
 
 Units are in the field names (``_ms`` milliseconds, ``_s`` seconds, ratios in [0, 1]). Defaults are the
 seed's targets: proxy p95 < 50 ms per endpoint and tier, rate-limit check p99 < 2 ms, error rate < 0.1 %,
-judged after a 5 s warm-up with one-sided 95 % bounds; the generator is late beyond a 10 ms lag p99.
+judged after a 3 s warm-up with one-sided 95 % bounds; the generator is late beyond a 10 ms lag p99.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Slo(_Section):
     proxy_p95_ms: PositiveMs | None = None
     limiter_decision_p99_ms: PositiveMs = 2.0
     error_rate: Ratio = 0.001
-    warmup_s: NonNegative = 5.0
+    warmup_s: NonNegative = 3.0
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
 
     @model_validator(mode="after")

@@ -78,7 +78,8 @@ class GeneratorHealth:
         if self.party == "machine":
             return (
                 f"the machine: saturated in {host.saturated} of {host.samples} s "
-                f"({_reasons(host)}; stack {host.stack_cpu_mean} cores, generator <= {host.generator_cpu_max})"
+                f"({_reasons(host)}; cores used on average: stack {host.stack_cpu_mean}, generator "
+                f"{host.generator_cpu_mean}, other processes {host.others_cpu} of {host.cores})"
             )
         if self.party == "system":
             return (

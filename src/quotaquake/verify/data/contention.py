@@ -46,6 +46,7 @@ class HostWindow:
     load1_max: float | None
     steal_max: float | None
     generator_cpu_max: float | None
+    generator_cpu_mean: float | None
     generator_bound: int  # samples in which a generator process used >= ``generator_core`` of a core
     stack_cpu_mean: float | None
     stack_wait_max: float | None
@@ -54,6 +55,13 @@ class HostWindow:
     @property
     def measured(self) -> bool:
         return self.samples > 0
+
+    @property
+    def others_cpu(self) -> float | None:
+        """Cores busy on average with neither the stack nor the generator (other processes of the machine)."""
+        if self.busy_mean is None or self.stack_cpu_mean is None or self.generator_cpu_mean is None:
+            return None
+        return round(max(0.0, self.busy_mean * self.cores - self.stack_cpu_mean - self.generator_cpu_mean), 2)
 
     @property
     def saturated_share(self) -> float:
@@ -97,6 +105,8 @@ class HostWindow:
             "load1_max": self.load1_max,
             "steal_max": self.steal_max,
             "generator_cpu_max_cores": self.generator_cpu_max,
+            "generator_cpu_mean_cores": self.generator_cpu_mean,
+            "others_cpu_mean_cores": self.others_cpu,
             "generator_cpu_bound_samples": self.generator_bound,
             "stack_cpu_mean_cores": self.stack_cpu_mean,
             "stack_threads_waiting_max": self.stack_wait_max,
@@ -131,6 +141,7 @@ def host_window(samples: list[HostSample], start_s: float, end_s: float, limits:
         load1_max=_max([s.load1 for s in chosen]),
         steal_max=_max([s.steal for s in chosen]),
         generator_cpu_max=_max([s.generator_cpu for s in chosen]),
+        generator_cpu_mean=_mean([s.generator_cpu for s in chosen]),
         generator_bound=generator_bound,
         stack_cpu_mean=_mean([s.stack_cpu for s in chosen if s.stack_cpu is not None]),
         stack_wait_max=_max([s.stack_wait for s in chosen]),
