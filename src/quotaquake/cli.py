@@ -179,14 +179,22 @@ def run(
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (reports/<run-id>).")],
     thresholds: Annotated[Path | None, typer.Option(help="SLO thresholds file.")] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option(help="Chaos Toolkit journal of an experiment run beside the load (default: the folder's)."),
+    ] = None,
+    state: StateOpt = None,
 ) -> None:
     """Check a recorded run against the quota model and the SLOs; write verdicts, report and JUnit.
 
+    For a run recorded by hand, the experiment's journal becomes fault windows, and the Prometheus of the
+    stack in the state file is snapshotted over the run's window when the folder has no snapshot.
     Exit code 0 pass, 1 fail, 3 unknown without fail, 2 usage or configuration error.
     """
     from quotaquake.run import verify_and_report
 
-    raise typer.Exit(verify_and_report(run_dir, thresholds, console))
+    code = verify_and_report(run_dir, thresholds, console, journal=journal, state_path=state_path(state))
+    raise typer.Exit(code)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -8,6 +8,7 @@ again, on success, on failure and on Ctrl-C.
 from __future__ import annotations
 
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -123,8 +124,8 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         info = run_info(context)
         folder.write_info(info)
         with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
-            drive_load(context)
-        info = info.model_copy(update={"ended_at": datetime.now(UTC)})
+            exit_code = drive_load(context)
+        info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code})
         folder.write_info(info)
         snapshot_server_side(context, info)
     return folder
@@ -139,6 +140,8 @@ def run_info(context: RunContext) -> RunInfo:
         duration_s=request.duration_s,
         started_at=datetime.now(UTC),
         provider=state.provider,
+        stack_id=state.stack_id,
+        prometheus_url=state.require_endpoints().prometheus,
         replicas=state.replicas,
         defect=state.defect,
         model=state.model,
@@ -148,7 +151,8 @@ def run_info(context: RunContext) -> RunInfo:
     )
 
 
-def drive_load(context: RunContext) -> None:
+def drive_load(context: RunContext) -> int:
+    """Run the load (and the experiment beside it); returns the load engine's exit code."""
     from quotaquake.chaos.runner import ChaosRun
     from quotaquake.load.runner import run_locust
 
@@ -167,6 +171,7 @@ def drive_load(context: RunContext) -> None:
         if chaos is not None:
             finish_chaos(chaos, context)
             chaos = None
+        return result.exit_code
     finally:
         if chaos is not None:
             chaos.terminate()
@@ -196,7 +201,54 @@ def snapshot_server_side(context: RunContext, info: RunInfo) -> None:
     context.folder.write_prometheus(snapshot)
 
 
-def verify_and_report(run_dir: Path, thresholds: Path | None, console: Console) -> int:
+def complete_manual_run(folder: RunFolder, journal: Path | None, state_path: Path | None, console: Console) -> None:
+    """For a run recorded by hand (``locust -f`` with ``chaos run`` beside it): bring the experiment's journal
+    (and the probe ledger beside it) into the folder as fault windows, and take the Prometheus snapshot
+    over the run's window from the stack it ran against, if the folder has none. ``quotaquake verify`` is
+    then the orchestrating process of that folder."""
+    if journal is not None or (not folder.had_experiment() and folder.journal_file.is_file()):
+        link_journal(folder, journal or folder.journal_file, console)
+    if folder.read_prometheus() is None and state_path is not None and state_path.is_file():
+        snapshot_after_the_fact(folder, read_state(state_path), console)
+
+
+def link_journal(folder: RunFolder, journal: Path, console: Console) -> None:
+    from quotaquake.chaos.journal import fault_windows
+
+    info = folder.read_info()
+    windows = fault_windows(journal, info.policy)
+    if journal.resolve() != folder.journal_file.resolve():
+        folder.chaos_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(journal, folder.journal_file)
+        ledger = journal.parent / folder.probe_ledger.name
+        if ledger.is_file() and not folder.probe_ledger.is_file():
+            shutil.copyfile(ledger, folder.probe_ledger)
+    folder.write_faults(windows)
+    console.print(f"journal {journal}: {len(windows)} fault window(s)")
+
+
+def snapshot_after_the_fact(folder: RunFolder, state: StackState, console: Console) -> None:
+    """The Prometheus snapshot over the run's window, when the state file names the stack the run used."""
+    from quotaquake.prometheus import snapshot_prometheus
+
+    info = folder.read_info()
+    url = state.endpoints.prometheus if state.endpoints else None
+    if url is None or info.stack_id != state.stack_id:
+        return  # another stack (or none with a Prometheus): its counters say nothing of this run
+    # the counters of the run's last second reach Prometheus with the next scrape (1 s)
+    end = min(time.time(), info.ended_at.timestamp() + SCRAPE_SETTLE_S) if info.ended_at else time.time()
+    folder.write_prometheus(snapshot_prometheus(url, info.started_at.timestamp(), end))
+    console.print(f"prometheus: snapshot of {url} over the run's window")
+
+
+def verify_and_report(
+    run_dir: Path,
+    thresholds: Path | None,
+    console: Console,
+    *,
+    journal: Path | None = None,
+    state_path: Path | None = None,
+) -> int:
     """Check a run folder, render index.html + junit.xml, print the verdicts; return the exit code."""
     from quotaquake.report import render_report
     from quotaquake.verify.engine import verify_run
@@ -204,6 +256,10 @@ def verify_and_report(run_dir: Path, thresholds: Path | None, console: Console) 
     folder = RunFolder(run_dir)
     if not folder.is_run():
         raise UsageError(f"{run_dir}: not a run folder (no run.json)")
+    if journal is not None and not journal.is_file():
+        raise UsageError(f"--journal: {journal} does not exist")
+    load_thresholds(thresholds)
+    complete_manual_run(folder, journal, state_path, console)
     outcome = verify_run(run_dir, thresholds)
     report = render_report(folder, outcome)
     print_verdicts(outcome, console)

@@ -178,10 +178,22 @@ def test_crosscheck_counts():
     assert "requests" in verdict.summary
 
 
-def test_crosscheck_without_prometheus_is_unknown():
-    assert check_prometheus_crosscheck(run([row(0)]), T).status == "unknown"
+def test_crosscheck_without_prometheus_is_unknown_or_not_applicable():
+    declared = run([row(0)])
+    declared.info = declared.info.model_copy(update={"prometheus_url": "http://127.0.0.1:9090"})
+    assert check_prometheus_crosscheck(declared, T).status == "unknown"
+    assert check_prometheus_crosscheck(run([row(0)]), T).status == "not-applicable"  # the target has none
     broken = PrometheusSnapshot(url="u", start=0, end=1, error="ConnectionError: refused")
     assert check_prometheus_crosscheck(run([row(0)], prometheus=broken), T).status == "unknown"
+
+
+def test_probe_traffic_nobody_recorded_makes_the_crosscheck_unknown_not_fail():
+    snapshot = PrometheusSnapshot(url="u", start=0, end=1, requests=160, rejected_429=0)
+    manual = run([row(i * 0.01) for i in range(100)], prometheus=snapshot)
+    manual.chaos_ran = True  # a journal, but the probes wrote no ledger: 60 requests unaccounted
+    assert check_prometheus_crosscheck(manual, T).status == "unknown"
+    manual.probe_ledger = True  # with a ledger the 60 are unexplained: the server saw requests we did not send
+    assert check_prometheus_crosscheck(manual, T).status == "fail"
 
 
 # degradation -----------------------------------------------------------------------------------------

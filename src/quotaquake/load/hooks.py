@@ -83,6 +83,8 @@ def plain_run_info(runtime: ScenarioRuntime, parsed: Any) -> RunInfo:
         duration_s=float(parsed.run_time) if getattr(parsed, "run_time", None) else None,
         started_at=datetime.now(UTC),
         provider=state.provider,
+        stack_id=state.stack_id,
+        prometheus_url=state.require_endpoints().prometheus,
         replicas=state.replicas,
         defect=state.defect,
         model=state.model,

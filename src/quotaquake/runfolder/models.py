@@ -45,6 +45,8 @@ class RunInfo(BaseModel):
     started_at: datetime
     ended_at: datetime | None = None
     provider: str = "local"
+    stack_id: str | None = None  # the stack the run ran against (its state file's id)
+    prometheus_url: str | None = None  # the target's Prometheus, when it declares one (server-side checks)
     replicas: int = 3
     defect: str | None = None
     model: QuotaModel = "token-bucket"
@@ -53,6 +55,7 @@ class RunInfo(BaseModel):
     locust_processes: int = 1
     initial_state: InitialState = InitialState.UNKNOWN
     initial_state_at: datetime | None = None  # when the reset happened
+    load_exit_code: int | None = None  # the load engine's exit code (negative: killed by that signal)
     notes: list[str] = Field(default_factory=list)
 
 

@@ -1,0 +1,84 @@
+"""Completeness: did the run record what it planned? An incomplete run never passes.
+
+Compared, from what the run folder itself says:
+
+* the orchestrating process finished (``run.json`` has an end time) and the load engine neither died by a
+  signal nor failed to start (``load_exit_code``);
+* the load engine recorded its start, its end and its final counts (``engine.json``): Locust killed before
+  it could quit writes no end and no totals;
+* the engine ran for the planned duration (``run.json``'s ``duration_s``), within ``STOP_SLACK_S``;
+* the history holds exactly the requests the engine counted: fewer rows means recorded requests were lost,
+  more means rows from elsewhere.
+
+Incomplete is ``unknown`` (exit 3), not ``fail``: the system was not tested as planned, which is no proof
+that it is wrong; the summary starts with "incomplete" and says what is missing and what would decide it.
+"""
+
+from __future__ import annotations
+
+from quotaquake.runfolder.models import EngineRecord, RunInfo
+from quotaquake.verify.data.rundata import RunData
+from quotaquake.verify.thresholds import Thresholds
+from quotaquake.verify.verdict import Verdict
+
+CHECK = "completeness"
+STOP_SLACK_S = 1.0
+"""How much shorter than planned the engine may have run (seconds): Locust's run timer and its start/stop
+events are a few hundred milliseconds apart; a run stopped early misses far more."""
+
+
+def check_completeness(run: RunData, thresholds: Thresholds) -> Verdict:
+    """One verdict listing every way the run folder shows the run to be incomplete."""
+    del thresholds
+    rows = len(run.history)
+    missing = _orchestration_gaps(run.info) + _engine_gaps(run.engine, run.info, rows)
+    evidence: dict[str, object] = {
+        "history_rows": rows,
+        "engine_requests": None if run.engine is None else run.engine.requests,
+        "planned_duration_s": run.info.duration_s,
+        "engine_duration_s": _engine_duration_s(run.engine),
+        "load_exit_code": run.info.load_exit_code,
+        "missing": missing,
+    }
+    if missing:
+        return Verdict(CHECK, "unknown", "incomplete: " + "; ".join(missing), evidence)
+    return Verdict(CHECK, "pass", f"complete: {rows} requests recorded, as many as the load engine counted", evidence)
+
+
+def _orchestration_gaps(info: RunInfo) -> list[str]:
+    gaps = []
+    if info.ended_at is None:
+        gaps.append("the run did not finish (run.json has no end time: the orchestrating process was killed?)")
+    code = info.load_exit_code
+    if code is not None and code < 0:
+        gaps.append(f"the load engine was killed by signal {-code}")
+    elif code is not None and code > 1:  # Locust exits 1 when some requests failed: that is data, not a gap
+        gaps.append(f"the load engine exited with code {code} (see locust.log)")
+    return gaps
+
+
+def _engine_gaps(engine: EngineRecord | None, info: RunInfo, rows: int) -> list[str]:
+    if engine is None:
+        return ["the load engine left no record (engine.json): it never started or was killed at once"]
+    gaps = []
+    if engine.started_at is None:
+        gaps.append("the load engine never started its test")
+    if engine.ended_at is None or engine.requests is None:
+        gaps.append("the load engine never quit: no end time and no final counts (killed?)")
+    duration = _engine_duration_s(engine)
+    if duration is not None and info.duration_s is not None and duration < info.duration_s - STOP_SLACK_S:
+        gaps.append(f"the load stopped after {duration:.1f} s of {info.duration_s:g} s planned")
+    if engine.requests is not None and rows != engine.requests:
+        lost = engine.requests - rows
+        gaps.append(
+            f"history has {rows} rows for {engine.requests} requests the engine counted ({lost} lost)"
+            if lost > 0
+            else f"history has {rows} rows but the engine counted only {engine.requests} (rows from elsewhere?)"
+        )
+    return gaps
+
+
+def _engine_duration_s(engine: EngineRecord | None) -> float | None:
+    if engine is None or engine.started_at is None or engine.ended_at is None:
+        return None
+    return (engine.ended_at - engine.started_at).total_seconds()
