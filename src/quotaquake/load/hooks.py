@@ -13,8 +13,10 @@ event model expects. What happens in each process:
   ``before_start`` seeded); at ``test_stop`` (after the workers' drain) ``engine.json`` again with the end,
   Locust's final counts, why it stopped and the generator's own account (``quotaquake.load.generator``).
   For a plain ``locust -f`` run the master also orchestrates: it validates the options (and every web UI
-  form, ``quotaquake.load.webui``), checks the target with the safety guard, and writes ``run.json`` per
-  swarm. Under ``quotaquake run`` (``--qq-orchestrated``) that command did both already;
+  form, ``quotaquake.load.webui``), checks the target with the safety guard, writes ``run.json`` per
+  swarm and samples the host into the swarm's ``host.jsonl`` (``quotaquake.load.host``, a greenlet from
+  ``test_start`` to ``test_stop``). Under ``quotaquake run`` (``--qq-orchestrated``) that command does all
+  three itself;
 * worker or local runner (``install_recorder``): the history recorder listens to ``request`` and writes parts
   (flushed at each ``test_stop``, so a swarm's rows stay in its folder);
 * worker (``install_worker_stop``): the drain, SIGINT, and a watch on a ``--processes`` master.
@@ -29,13 +31,16 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import gevent
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from quotaquake.errors import UsageError
 from quotaquake.load.generator import GeneratorReports, Role, process_report
+from quotaquake.load.host import HostSampler, StackProcesses
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import HistoryRecorder
 from quotaquake.load.runtime import ScenarioRuntime, build_runtime, retire_runtime, runtime_for
@@ -143,6 +148,8 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
         reports.start(number)
         if drain is not None:
             drain.expect_workers()
+        if not orchestrated:  # a plain run samples its host (else ``quotaquake run`` does)
+            start_host_sampler(swarm, folder, swarm_runtime.options.state)
         if before_start is not None:
             record.monthly_seeds = [*record.monthly_seeds, *before_start(swarm_runtime)]
         folder.write_engine(record)
@@ -151,6 +158,8 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
         if not swarm or swarm["record"].ended_at is not None:
             return  # no swarm, or a second stop() of the same swarm (Locust's runners may race)
         folder, record = swarm["folder"], swarm["record"]
+        if swarm.get("host") is not None:
+            swarm["host"].stop()
         total = environment.stats.total
         record.ended_at = datetime.now(UTC)
         record.requests, record.failures = int(total.num_requests), int(total.num_failures)
@@ -176,6 +185,14 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
     events.test_stop.add_listener(on_test_stop)
     events.quitting.add_listener(on_quitting)
     events.quit.add_listener(on_quit)  # ``quit`` fires after the runner stopped every user: final counts
+
+
+def start_host_sampler(swarm: dict[str, Any], folder: RunFolder, state_path: Path) -> None:
+    """Sample the host into the swarm's folder in a greenlet until the swarm stops (``swarm["host"]``)."""
+    host = HostSampler(folder, StackProcesses(state_path))
+    if host.start_probe():
+        gevent.spawn(host.run, gevent.sleep)
+        swarm["host"] = host
 
 
 def qq_actions(parser: Any | None) -> dict[str, argparse.Action]:
