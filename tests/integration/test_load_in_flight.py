@@ -50,7 +50,7 @@ def test_a_slow_system_keeps_its_arrival_rate(slow_envoy: DirectEnvoy, tmp_path:
     engine, generator = run_slow(slow_envoy, out)
     history = read_history(RunFolder(out).history_dir)
     stats = arrival_stats(history)
-    assert history["latency_ms"].median() >= SLOW_MS  # the system was slow
+    assert history["latency_ms"].median() >= 0.95 * SLOW_MS  # the system was slow (Envoy timers: +-1 ms)
     assert stats.steady_rate == pytest.approx(RATE, rel=0.03)  # ... and the arrivals kept their rate
     assert generator.max_in_flight == 1000 and generator.max_in_flight_per_user == 100
     assert generator.slot_waits == 0 and generator.unsent == 0  # the cap was never reached

@@ -136,12 +136,13 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
         swarm_runtime = runtime_for(environment)  # the swarm's options (the shape's first tick may have built it)
         number, folder = begin_swarm(parsed, swarm_runtime.options, per_swarm_folders=not (orchestrated or headless))
         folder.create()
-        warn_ignored_user_count(parsed, swarm_runtime.options)
+        if not headless:  # the web form always sends a user count (a headless run only its -u, warned at init)
+            warn_ignored_user_count(parsed, swarm_runtime.options)
         if not orchestrated:
             folder.write_info(plain_run_info(swarm_runtime, parsed, None if headless else number))
         record = EngineRecord(started_at=datetime.now(UTC), swarm=None if headless else number)
         if parser is not None:
-            form = changed_values(initial, vars(parsed)) - {"num_users", "spawn_rate", "qq_swarm", "qq_swarm_out"}
+            form = set() if headless else changed_values(initial, vars(parsed))  # headless: Locust's own defaults
             record.settings = applied_settings(parser, vars(parsed), changed_by_form=form, set_by_quotaquake=ours)
             record.config_files = config_files(parser.get_source_to_settings_dict())
         swarm.update(number=number, folder=folder, record=record)
