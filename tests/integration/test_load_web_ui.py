@@ -57,9 +57,9 @@ def await_state(web: str, states: set[str], timeout_s: float) -> None:
     raise AssertionError(f"web UI never reached {states} (now {state_of(web)})")
 
 
-def swarm(web: str, rate: str, run_time: str) -> dict[str, Any]:
+def swarm(web: str, rate: str, run_time: str, host: str = "") -> dict[str, Any]:
     """The form's POST: Locust's own fields (the user count is ignored by the shape) and ours."""
-    form = {"user_count": "1", "spawn_rate": "1", "host": "", "run_time": run_time, "qq_rate": rate}
+    form = {"user_count": "1", "spawn_rate": "1", "host": host, "run_time": run_time, "qq_rate": rate}
     return post(f"{web}/swarm", form)
 
 
@@ -85,6 +85,7 @@ def test_swarms_of_the_web_ui_are_runs_of_their_own(envoy: DirectEnvoy, tmp_path
         assert "--qq-rate" in swarm(web, "abc", f"{SWARM_S}s")["message"]  # refused by the form, not a crash
         assert "--qq-rate" in swarm(web, "0", f"{SWARM_S}s")["message"]
         assert "duration" in swarm(web, "100", "3h")["message"]  # above the 2 h cap
+        assert "not loopback" in swarm(web, "100", "3s", host="http://192.0.2.7")["message"]  # the safety guard
 
         for rate in ("50", "200"):  # not the default (100): the form changed it
             assert swarm(web, rate, f"{SWARM_S}s")["success"]

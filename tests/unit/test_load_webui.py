@@ -68,3 +68,12 @@ def test_converted_rejects_what_argparse_would() -> None:
     parsed, actions = setup()
     with pytest.raises(UsageError, match="--qq-anon-ips"):
         form_namespace(parsed, {"qq_anon_ips": "many"}, actions)
+
+
+def test_the_host_field_goes_through_the_same_checks() -> None:
+    parsed, actions = setup()
+    seen: list[object] = []
+    assert (
+        check_form("ready", parsed, {"host": "http://example.com<x>"}, actions, lambda ns: seen.append(ns.host)) is None
+    )
+    assert seen == ["http://example.comx"]

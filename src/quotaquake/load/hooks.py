@@ -120,7 +120,9 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
         check_plain_options(parsed, environment.host)
         if headless:
             refuse_used_folder(RunFolder(runtime.options.out))
-        install_form_check(environment, qq_actions(parser), lambda ns: check_plain_options(ns, environment.host))
+        install_form_check(
+            environment, qq_actions(parser), lambda ns: check_plain_options(ns, getattr(ns, "host", None))
+        )
     if not environment.host:
         environment.host = runtime.state.require_endpoints().gateway
     ours = {"stop_timeout"} if ensure_stop_timeout(environment, runtime.options.timeout_s) else set()

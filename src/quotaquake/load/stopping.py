@@ -165,7 +165,8 @@ class MasterDrain:
 
     def expect_workers(self) -> None:
         """At the swarm's start: every connected worker owes a report."""
-        self.reports.expected |= {client.id for client in self.environment.runner.clients.values()}
+        clients = self.environment.runner.clients.values()
+        self.reports.expected |= {client.id for client in clients if client.state != STATE_MISSING}
 
     def on_test_stopping(self, **_: Any) -> None:
         """Before the master stops a swarm: drain the live workers (see the module docstring)."""

@@ -8,7 +8,8 @@ form says (an "edit" of a running shape test is even written while the running s
 
 * a swarm is running: its options hold until it stops (stop it first);
 * a ``--qq-*`` value does not parse or fails validation (``check``, which raises ``UsageError``: the
-  scenario's own checks and the safety guard), or the run time exceeds the duration cap.
+  scenario's own checks and the safety guard, which also sees the form's Host field), or the run time
+  exceeds the duration cap.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ SWARM_PATH = "/swarm"
 def form_namespace(
     parsed: argparse.Namespace, form: Mapping[str, str], actions: Mapping[str, argparse.Action]
 ) -> argparse.Namespace:
-    """A copy of ``parsed`` with the form's values of ``actions`` (dest -> action) and its run time applied,
-    converted as the command line would; a value that does not convert is a ``UsageError`` naming it."""
+    """A copy of ``parsed`` with the form's values of ``actions`` (dest -> action), its run time and its host
+    applied, converted as the command line would; a value that does not convert is a ``UsageError`` naming it."""
     values = dict(vars(parsed))
     for dest, text in form.items():
         action = actions.get(dest)
@@ -39,6 +40,8 @@ def form_namespace(
     run_time = form.get("run_time", "")
     if run_time:
         values["run_time"] = parse_duration(run_time, "run time")
+    if "host" in form:  # Locust's Host field: empty means the stack's gateway
+        values["host"] = form["host"].replace("<", "").replace(">", "")
     return argparse.Namespace(**values)
 
 
