@@ -30,6 +30,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -109,93 +110,129 @@ def warn_ignored_user_count(parsed: Any, options: ScenarioOptions) -> None:
         )
 
 
-def prepare_controller(environment: Environment, before_start: BeforeStart | None, parser: Any | None) -> None:
-    """Master/local side (see the module docstring)."""
-    parsed: Any = environment.parsed_options
-    events: Any = environment.events
-    runtime = build_runtime(parsed)
-    orchestrated = runtime.options.orchestrated
-    headless = bool(getattr(parsed, "headless", False))
-    if not orchestrated:
-        check_plain_options(parsed, environment.host)
-        if headless:
+@dataclass
+class Swarm:
+    """The current swarm of a master or local runner: its number, folder, engine record, host sampler."""
+
+    number: int
+    folder: RunFolder
+    record: EngineRecord
+    host: HostSampler | None = None
+
+
+class Controller:
+    """Master/local side (see the module docstring): init-time checks in the constructor, then one
+    listener per swarm event."""
+
+    def __init__(self, environment: Environment, before_start: BeforeStart | None, parser: Any | None) -> None:
+        self.environment = environment
+        self.before_start = before_start
+        self.parser = parser
+        self.parsed: Any = environment.parsed_options
+        runtime = build_runtime(self.parsed)
+        self.orchestrated = runtime.options.orchestrated
+        self.headless = bool(getattr(self.parsed, "headless", False))
+        if not self.orchestrated:
+            self.check_plain_run(runtime)
+        if not environment.host:
+            environment.host = runtime.state.require_endpoints().gateway
+        self.ours = {"stop_timeout"} if ensure_stop_timeout(environment, runtime.options.timeout_s) else set()
+        warn_ignored_user_count(self.parsed, runtime.options)
+        self.initial = dict(vars(self.parsed))  # to tell what the web form changed
+        self.reports = GeneratorReports()
+        is_master = isinstance(environment.runner, MasterRunner)
+        self.drain = MasterDrain(environment, self.reports) if is_master else None
+        self.role: Role = "master" if is_master else "local"
+        self.swarm: Swarm | None = None
+        install_controller_signals(environment, started=lambda: self.swarm is not None)
+
+    def check_plain_run(self, runtime: ScenarioRuntime) -> None:
+        """A plain run's options and target now, its web form at every swarm; a headless run's folder is new."""
+        check_plain_options(self.parsed, self.environment.host)
+        if self.headless:
             refuse_used_folder(RunFolder(runtime.options.out))
         install_form_check(
-            environment, qq_actions(parser), lambda ns: check_plain_options(ns, getattr(ns, "host", None))
+            self.environment, qq_actions(self.parser), lambda ns: check_plain_options(ns, getattr(ns, "host", None))
         )
-    if not environment.host:
-        environment.host = runtime.state.require_endpoints().gateway
-    ours = {"stop_timeout"} if ensure_stop_timeout(environment, runtime.options.timeout_s) else set()
-    warn_ignored_user_count(parsed, runtime.options)
-    initial = dict(vars(parsed))
-    reports = GeneratorReports()
-    drain = MasterDrain(environment, reports) if isinstance(environment.runner, MasterRunner) else None
-    role: Role = "master" if drain is not None else "local"
-    swarm: dict[str, Any] = {}  # the current swarm: "number", "folder", "record"
-    install_controller_signals(environment, started=lambda: bool(swarm))
 
-    def on_test_start(**_: Any) -> None:
-        swarm_runtime = runtime_for(environment)  # the swarm's options (the shape's first tick may have built it)
-        number, folder = begin_swarm(parsed, swarm_runtime.options, per_swarm_folders=not (orchestrated or headless))
+    def on_test_start(self, **_: Any) -> None:
+        runtime = runtime_for(self.environment)  # the swarm's options (the shape's first tick may have built it)
+        per_swarm_folders = not (self.orchestrated or self.headless)
+        number, folder = begin_swarm(self.parsed, runtime.options, per_swarm_folders=per_swarm_folders)
         folder.create()
-        if not headless:  # the web form always sends a user count (a headless run only its -u, warned at init)
-            warn_ignored_user_count(parsed, swarm_runtime.options)
-        if not orchestrated:
-            folder.write_info(plain_run_info(swarm_runtime, parsed, None if headless else number))
-        record = EngineRecord(started_at=datetime.now(UTC), swarm=None if headless else number)
-        if parser is not None:
-            form = set() if headless else changed_values(initial, vars(parsed))  # headless: Locust's own defaults
-            record.settings = applied_settings(parser, vars(parsed), changed_by_form=form, set_by_quotaquake=ours)
-            record.config_files = config_files(parser.get_source_to_settings_dict())
-        swarm.update(number=number, folder=folder, record=record)
-        reports.start(number)
-        if drain is not None:
-            drain.expect_workers()
-        if not orchestrated:  # a plain run samples its host (else ``quotaquake run`` does)
-            start_host_sampler(swarm, folder, swarm_runtime.options.state)
-        if before_start is not None:
-            record.monthly_seeds = [*record.monthly_seeds, *before_start(swarm_runtime)]
+        if not self.headless:  # the web form always sends a user count (a headless run only its -u, at init)
+            warn_ignored_user_count(self.parsed, runtime.options)
+        if not self.orchestrated:
+            folder.write_info(plain_run_info(runtime, self.parsed, None if self.headless else number))
+        record = EngineRecord(started_at=datetime.now(UTC), swarm=None if self.headless else number)
+        self.swarm = swarm = Swarm(number, folder, record)
+        self.record_settings(record)
+        self.reports.start(number)
+        if self.drain is not None:
+            self.drain.expect_workers()
+        if not self.orchestrated:  # a plain run samples its host (else ``quotaquake run`` does)
+            swarm.host = start_host_sampler(folder, runtime.options.state)
+        if self.before_start is not None:
+            record.monthly_seeds = [*record.monthly_seeds, *self.before_start(runtime)]
         folder.write_engine(record)
 
-    def on_test_stop(**_: Any) -> None:
-        if not swarm or swarm["record"].ended_at is not None:
+    def record_settings(self, record: EngineRecord) -> None:
+        """Every option value of the swarm and its source (``quotaquake.load.settings``)."""
+        if self.parser is None:
+            return
+        values = vars(self.parsed)
+        form = set() if self.headless else changed_values(self.initial, values)  # headless: Locust's defaults
+        record.settings = applied_settings(self.parser, values, changed_by_form=form, set_by_quotaquake=self.ours)
+        record.config_files = config_files(self.parser.get_source_to_settings_dict())
+
+    def on_test_stop(self, **_: Any) -> None:
+        swarm = self.swarm
+        if swarm is None or swarm.record.ended_at is not None:
             return  # no swarm, or a second stop() of the same swarm (Locust's runners may race)
-        folder, record = swarm["folder"], swarm["record"]
-        if swarm.get("host") is not None:
-            swarm["host"].stop()
-        total = environment.stats.total
+        if swarm.host is not None:
+            swarm.host.stop()
+        record, total = swarm.record, self.environment.stats.total
         record.ended_at = datetime.now(UTC)
         record.requests, record.failures = int(total.num_requests), int(total.num_failures)
-        record.stop_reason = take_stop_reason(environment)
-        own = process_report(retire_runtime(environment), role)
-        record.generator = reports.record(ScenarioOptions.from_namespace(parsed), own)
-        folder.write_engine(record)
-        if not orchestrated and folder.is_run():
-            folder.write_info(folder.read_info().model_copy(update={"ended_at": record.ended_at}))
+        record.stop_reason = take_stop_reason(self.environment)
+        own = process_report(retire_runtime(self.environment), self.role)
+        record.generator = self.reports.record(ScenarioOptions.from_namespace(self.parsed), own)
+        swarm.folder.write_engine(record)
+        if not self.orchestrated and swarm.folder.is_run():
+            swarm.folder.write_info(swarm.folder.read_info().model_copy(update={"ended_at": record.ended_at}))
 
-    def on_quitting(**_: Any) -> None:
-        note_stop_reason(environment, "quit")  # Locust shut down (e.g. its own SIGTERM handler in the web UI)
+    def on_quitting(self, **_: Any) -> None:
+        note_stop_reason(self.environment, "quit")  # Locust shut down (e.g. its own SIGTERM handler in the web UI)
 
-    def on_quit(**_: Any) -> None:
-        if not swarm or swarm["record"].requests is None:
+    def on_quit(self, **_: Any) -> None:
+        """Locust's final counts again: a worker's report may have come after the swarm's ``test_stop``."""
+        swarm = self.swarm
+        if swarm is None or swarm.record.requests is None:
             return
-        total, record = environment.stats.total, swarm["record"]
+        total, record = self.environment.stats.total, swarm.record
         if (record.requests, record.failures) != (int(total.num_requests), int(total.num_failures)):
-            record.requests, record.failures = int(total.num_requests), int(total.num_failures)  # late reports
-            swarm["folder"].write_engine(record)
-
-    events.test_start.add_listener(on_test_start)
-    events.test_stop.add_listener(on_test_stop)
-    events.quitting.add_listener(on_quitting)
-    events.quit.add_listener(on_quit)  # ``quit`` fires after the runner stopped every user: final counts
+            record.requests, record.failures = int(total.num_requests), int(total.num_failures)
+            swarm.folder.write_engine(record)
 
 
-def start_host_sampler(swarm: dict[str, Any], folder: RunFolder, state_path: Path) -> None:
-    """Sample the host into the swarm's folder in a greenlet until the swarm stops (``swarm["host"]``)."""
+def prepare_controller(environment: Environment, before_start: BeforeStart | None, parser: Any | None) -> Controller:
+    """Master/local side: checks now, then a ``Controller`` listening to every swarm (module docstring)."""
+    controller = Controller(environment, before_start, parser)
+    events: Any = environment.events
+    events.test_start.add_listener(controller.on_test_start)
+    events.test_stop.add_listener(controller.on_test_stop)
+    events.quitting.add_listener(controller.on_quitting)
+    events.quit.add_listener(controller.on_quit)  # ``quit`` fires after the runner stopped every user
+    return controller
+
+
+def start_host_sampler(folder: RunFolder, state_path: Path) -> HostSampler | None:
+    """Sample the host into ``folder`` in a greenlet until ``stop`` (``None`` if it would not start)."""
     host = HostSampler(folder, StackProcesses(state_path))
-    if host.start_probe():
-        gevent.spawn(host.run, gevent.sleep)
-        swarm["host"] = host
+    if not host.start_probe():
+        return None
+    gevent.spawn(host.run, gevent.sleep)
+    return host
 
 
 def qq_actions(parser: Any | None) -> dict[str, argparse.Action]:
