@@ -9,11 +9,13 @@ request; and ``MasterRunner.quit`` waits only 0.5 s for the workers' final stati
 What quotaquake does instead:
 
 * **signals on the master or local runner** (``install_controller_signals``, headless runs: SIGTERM and
-  SIGINT; web UI runs: SIGINT, SIGTERM keeps Locust's own handler): the handler runs in a greenlet of its
-  own and takes the path of the run's own end (``stop_like_the_end``): users finish their in-flight
-  requests, history and reports are written. Before the test started it exits with ``128 + signal`` (a
-  headless master may be waiting for its workers). A second signal is logged and ignored; SIGKILL aborts.
-  A signal the parent set to be ignored (``nohup``) stays ignored.
+  SIGINT; web UI runs: SIGINT): the handler runs in a greenlet of its own and takes the path of the run's
+  own end (``stop_like_the_end``): users finish their in-flight requests, history and reports are written.
+  Before the test started it exits with ``128 + signal`` (a headless master may be waiting for its
+  workers). A second signal is logged and ignored; SIGKILL aborts. A signal the parent set to be ignored
+  (``nohup``) stays ignored. SIGTERM of a web UI run keeps Locust's own handler, installed before the UI
+  starts: it quits the runner, so the drain below still runs and every row and total is kept, but Locust
+  then writes no HTML report (``engine.json`` says ``stop_reason: quit``).
 * **drain** (``MasterDrain``, ``WorkerDrain``): when the master stops a swarm (``test_stopping``, fired by
   every stop: end of the shape, a signal, the web UI's stop button), it asks every live worker to stop its
   users (``qq_drain``) and waits, up to ``drain_timeout_s``, until each has answered ``qq_drained`` with

@@ -69,9 +69,11 @@ class GeneratorProcess(BaseModel):
     ``cpu_s``: user + system CPU seconds the process used; ``wall_s``: seconds it was measured, so
     ``cpu_s / wall_s`` is the share of one core it used (one Locust process runs on one core: near 1.0 the
     generator's CPU was the limit).
-    ``scheduled``: intended send times that came due while its users ran; ``sent``: requests its users sent
-    (each one a history row once answered or failed); ``scheduled - sent`` were due but never sent because
-    the user was stopped (end of the run, a ramp-down) while waiting for a free slot.
+    ``scheduled``: intended send times that came due while its users ran (counted when each user stops);
+    ``sent``: requests its users sent (each one a history row once answered or failed); ``scheduled - sent``
+    were due but never sent because the user was stopped (end of the run, a ramp-down, a signal) first:
+    many when sends were waiting for a free slot, about one per user at most when they were not (an intended
+    time that fell due while the stop was under way).
     ``slot_waits``: sends that found their user's in-flight cap reached (``max_in_flight_per_user``
     requests in flight) and waited for a response first; ``slot_wait_s`` the seconds they waited in total,
     ``slot_wait_max_s`` the longest single wait. A wait shows in the history as lag (``sent - intended``).
