@@ -349,11 +349,23 @@ def test_no_reading_explains_the_history():
     assert row["over_admitted"] + row["false_rejections"] == 1
 
 
-def test_a_mixed_reading_is_searched():
-    # T2 at 0.1 must not be spent (10 in [0, 0.101]), T1 must: neither all-spent nor none-spent explains
+def test_a_mixed_reading_is_modelled():
+    # T2 at 0.1 must not be spent (10 in [0, 0.101]), T1 must: neither all-spent nor none-spent explains;
+    # a limiter deciding at the send times would have spent T1 (9 tokens) and not T2 (0.0081)
     verdict = judge([*BEFORE_429, timeout(0.1)])
     assert verdict.status == "pass"
+    assert consumer_row(verdict)["reading"] == "modelled"
+
+
+def test_a_mixed_reading_is_searched():
+    # T2 (0.095, 1 ms) must not be spent: 10 in [0.01, 0.096] > 9.0087. T (0.1) must be, though at its
+    # send time the bucket held 0.0085: decided as late as 20.1 it explains the 429 at 15 (without it
+    # 0.1 x 14.909 = 1.49 tokens; with it in flight 0.49). Only the search finds that reading.
+    rows = [*burst(9, start=0.01, step=0.01), timeout(0.095), {**timeout(0.1), "latency_ms": 20_000.0}, rejected(15.0)]
+    verdict = judge(rows)
+    assert verdict.status == "pass"
     assert consumer_row(verdict)["reading"] == "searched"
+    assert judge([*rows[:9], rows[10], rows[11]]).status == "pass"  # T alone: all-spent explains
 
 
 def test_too_many_undecided_requests_is_unknown():
@@ -385,3 +397,16 @@ def test_a_request_sent_in_a_fault_may_still_spend_after_it():
     assert consumer_row(verdict)["unjudged_429"] == 1
     quick = {**in_fault, "latency_ms": 1.0}  # decided inside the fault: the 429 is false
     assert judge([quick, *rows[1:]], faults=[fault]).status == "fail"
+
+
+def test_a_right_429_bounds_the_bucket_for_the_requests_after_it():
+    # unknown bucket, month known (seeded): the 429 at 0 had month room, so the bucket held < 1 token;
+    # after it (decided by 0.001) the 2nd admission at 0.02 exceeds 1 + 0.1 x (0.02 + 0.001)
+    rows = [rejected(0.0), *burst(5, start=0.01, step=0.01)]
+    verdict = judge(rows, "unknown", monthly_seeds={"c1": 0.0})
+    assert verdict.status == "fail"
+    assert consumer_row(verdict)["over_admitted"] == 4
+    # with the month unknown too: the admissions after the 429 prove the month had room for it
+    assert judge(rows, "unknown").status == "fail"
+    # ... and without the 429 nothing bounds the unknown bucket: 5 in 0.04 s fit a full one
+    assert judge(rows[1:], "unknown").status == "pass"

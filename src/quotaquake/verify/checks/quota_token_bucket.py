@@ -38,7 +38,7 @@ DECIDE_SEARCH = (
     "fewer indeterminate requests (timeouts, 5xx) per consumer between points where its bucket is "
     "provably full: a lower rate or a longer timeout"
 )
-READINGS = {0: "none-spent", 1: "all-spent", 2: "searched"}
+READINGS = {0: "none-spent", 1: "all-spent", 2: "searched", 3: "modelled"}
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -153,6 +153,7 @@ def _consumer_table(run: RunData, quotas: ConsumerQuotas, states: InitialStates,
                 "false_rejections": int(s[tb.S_FALSE]),
                 "month_over": int(s[tb.S_MONTH_OVER]),
                 "month_over_cost": float(s[tb.S_MONTH_OVER_COST]),
+                "month_contradictions": int(s[tb.S_MONTH_CLOSERS]),
                 "month_admitted_cost": float(s[tb.S_MONTH_ADMITTED]),
                 "month_room": None if room >= 1e299 else float(room),
                 "search_too_large": int(s[tb.S_SEARCH_TOO_LARGE]),
@@ -160,6 +161,7 @@ def _consumer_table(run: RunData, quotas: ConsumerQuotas, states: InitialStates,
                 "uncombined": int(s[tb.S_UNCOMBINED]),
                 "not_judged_near_fault": int(s[tb.S_STRADDLING]),
                 "offending": bool(s[tb.S_OVER] > 0 or s[tb.S_FALSE] > 0 or s[tb.S_MONTH_OVER] > 0),
+                "month_offending": bool(s[tb.S_MONTH_OVER] > 0 or s[tb.S_MONTH_CLOSERS] > 0),
                 "undecided": bool(unjudged or s[tb.S_SEARCH_TOO_LARGE] or s[tb.S_UNCOMBINED]),
             }
         )
@@ -191,7 +193,8 @@ def _verdict(
     over_cost = column_total(table, "over_admitted_cost")
     false_rejections = int(column_total(table, "false_rejections"))
     unjudged = int(column_total(table, "unjudged_429"))
-    month_offenders = [str(r["consumer"]) for r in table if r["month_over"]]
+    month_offenders = [str(r["consumer"]) for r in table if r["month_offending"]]
+    contradictions = int(column_total(table, "month_contradictions"))
     offenders = [str(r["consumer"]) for r in table if r["offending"]]
     unjudged_consumers = [str(r["consumer"]) for r in table if r["unjudged_429"]]
     searches = [str(r["consumer"]) for r in table if r["search_too_large"] or r["uncombined"]]
@@ -208,6 +211,7 @@ def _verdict(
         "false_rejections": false_rejections,
         "unjudged_429": unjudged,
         "month_offenders": month_offenders,
+        "month_contradictions": contradictions,
         "offenders": offenders[:50],
         "unjudged_consumers": unjudged_consumers[:50],
         "search_too_large": searches[:50],
@@ -231,6 +235,11 @@ def _verdict(
             f"{false_rejections} false 429(s), {len(month_offenders)} over the monthly quota"
             f" (e.g. {', '.join(offenders[:3])})"
         )
+        if contradictions:
+            summary += (
+                f"; {contradictions} later admission(s) prove month room for a 429 that had minute room: "
+                "the 429 was false, or they over-admitted the month"
+            )
     elif unjudged and false_rejections + unjudged > thresholds.quota.allowed_false_rejections:
         status = "unknown"
         evidence["decide"] = DECIDE_UNJUDGED

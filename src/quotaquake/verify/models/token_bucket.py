@@ -84,19 +84,20 @@ S_OVER_COST = 5
 S_FALSE = 6  # proven false 429s
 S_UNJUDGED = 7  # 429s false from a full state, not provably false from the known one
 S_UNJUDGED_AFTER_FAULT = 8  # ... of those, in units after a fault window
-S_MONTH_OVER = 9  # admissions over the monthly quota (incl. month contradictions)
+S_MONTH_OVER = 9  # admissions beyond the monthly quota
 S_MONTH_OVER_COST = 10
 S_SEARCH_TOO_LARGE = 11  # units where no reading was found and the search was too large
 S_UNCOMBINED = 12  # units whose per-part readings did not combine into one explanation
 S_MAX_UNDECIDED = 13  # largest count of undecided requests in a part that needed a search
-S_READING = 14  # 0 none-spent, 1 all-spent, 2 mixed (largest over units)
+S_READING = 14  # 0 none-spent, 1 all-spent, 2 searched, 3 modelled (the largest code over units)
 S_KNOWN_START = 15  # 1 when the bucket at the consumer's first request is known full
 S_W_MAX = 16  # largest latency of an admitted request, s (informational)
 S_UNITS = 17
 S_STRADDLING = 18  # 429s not judged: their decision may fall into a fault window
 S_UNJUDGED_MONTH = 19  # unjudged 429s whose minute room was certain (the month usage was not)
 S_MONTH_ADMITTED = 20  # largest admitted cost in one UTC month (by send time; outside faults, not degraded)
-N_STATS = 21
+S_MONTH_CLOSERS = 21  # admissions proving month room for a 429 that had minute room (one of them was wrong)
+N_STATS = 22
 
 # Per-evaluation result columns
 E_OVER = 0
@@ -108,7 +109,11 @@ E_UNJUDGED = 5
 E_REJECTED = 6
 E_STRADDLING = 7
 E_UNJUDGED_MONTH = 8
-N_EVAL = 9
+E_FIRST = 9  # position of the earliest contradiction (``hi`` if none)
+E_FIRST_KIND = 10  # its kind: 1 over-admitted, 2 false 429, 3 over the month
+E_MONTH_CLOSERS = 11  # (written only) admissions flagged as closing the month for a false 429
+N_EVAL = 12
+MAX_REPAIRS = 64  # flips tried to repair the modelled reading of a part too large to search
 
 ROLE_SKIP = 0
 ROLE_ADMITTED = 1
@@ -130,7 +135,7 @@ ROLE_IN_FAULT = 4  # sent inside a fault window (excluded, but it may have touch
 # Scratch buffers (rows of three 2-D arrays sized for the longest consumer, reused across consumers)
 FB_HEAP_E, FB_HEAP_C, FB_STACK_L, FB_STACK_A, FB_STACK_B, FB_FUTURE, FB_SEED_E, FB_SEED_C = 0, 1, 2, 3, 4, 5, 6, 7
 IB_MONTH_S, IB_MONTH_E, IB_UNIT, IB_SPLIT, IB_MAYBE = 0, 1, 2, 3, 4
-CB_ROLE, CB_SPENT, CB_STRADDLES = 0, 1, 2
+CB_ROLE, CB_SPENT, CB_STRADDLES, CB_ANCHOR, CB_FIXED = 0, 1, 2, 3, 4
 NEG_INF = -np.inf
 
 
@@ -170,7 +175,7 @@ def replay_buckets(  # pragma: no cover - compiled by numba
         longest = max(longest, starts[g + 1] - starts[g])
     fb = np.zeros((8, longest + 1))
     ib = np.zeros((5, longest + 1), dtype=np.int32)
-    cb = np.zeros((3, longest + 1), dtype=np.int8)
+    cb = np.zeros((5, longest + 1), dtype=np.int8)
     budget = np.full(1, float(SEARCH_BUDGET))
     for g in range(len(starts) - 1):
         base = starts[g]
@@ -390,8 +395,12 @@ def _judge_unit(  # pragma: no cover - compiled by numba
             _set_spent(cb, lo, hi, 1)
             n_split = _evaluate(unit, False, True, res)
             if _contradictions(res) + res[E_UNJUDGED] > 0:
-                _search_unit(unit, n_split, after_fault, st, budget, res)
-                return
+                _model_reading(unit)
+                _evaluate(unit, False, False, res)
+                if _contradictions(res) + res[E_UNJUDGED] > 0:
+                    _search_unit(unit, n_split, after_fault, st, budget, res)
+                    return
+                st[S_READING] = max(st[S_READING], 3.0)
             st[S_READING] = max(st[S_READING], 1.0)
     _evaluate(unit, True, False, res)
     _add_result(res, after_fault, st)
@@ -405,6 +414,7 @@ def _add_result(res: F64, after_fault: bool, st: F64) -> None:  # pragma: no cov
     st[S_OVER_COST] += res[E_OVER_COST]
     st[S_MONTH_OVER] += res[E_MONTH_OVER]
     st[S_MONTH_OVER_COST] += res[E_MONTH_OVER_COST]
+    st[S_MONTH_CLOSERS] += res[E_MONTH_CLOSERS]
     st[S_FALSE] += res[E_FALSE]
     st[S_UNJUDGED] += res[E_UNJUDGED]
     st[S_UNJUDGED_MONTH] += res[E_UNJUDGED_MONTH]
@@ -421,10 +431,10 @@ def _search_unit(  # pragma: no cover - compiled by numba
     budget: F64,
     res: F64,
 ) -> None:
-    """Neither none-spent nor all-spent explains the unit: search each part between split points."""
+    """No simple reading explains the unit: search each part between split points."""
     lo, hi, base, sent_ns, cost, latency_ms, params, start, fb, ib, cb, flags = unit
     capacity = params[0]
-    st[S_READING] = 2.0
+    st[S_READING] = max(st[S_READING], 2.0)
     bounds = np.empty(n_split + 2, dtype=np.int64)
     bounds[0] = lo
     for k in range(n_split):
@@ -485,7 +495,8 @@ def _search_part(part: Unit, budget: F64, res: F64) -> tuple[int, int]:  # pragm
     """Leave the part's indeterminate requests read as the best reading found; returns (level, count).
 
     Levels: 0 a reading explains the part from a full state; 1 one explains it only from the known
-    state; 2 none explains it (all readings tried); 3 none found and too many to try.
+    state; 2 none explains it (all readings tried); 3 none found and too many to try (none-spent,
+    all-spent and the modelled reading were).
     """
     a, b, cb, ib = part[0], part[1], part[10], part[9]
     m = 0
@@ -499,11 +510,16 @@ def _search_part(part: Unit, budget: F64, res: F64) -> tuple[int, int]:  # pragm
     full = (1 << m) - 1 if m < 62 else -1
     best_known, best_known_unjudged, best_any, best_any_count = -1, np.inf, 0, np.inf
     too_large = m > MAX_SEARCH or ((1 << m) - 2) * (b - a) > budget[0]
-    count = 2 if too_large else 1 << m
+    count = 3 if too_large else 1 << m
     if not too_large:
         budget[0] -= ((1 << m) - 2) * (b - a)
     for index in range(count):
         mask = (0 if index == 0 else full) if too_large else index
+        if too_large and index == 2:
+            _model_reading(part)
+            if _repair(part, budget, res):
+                return (0 if res[E_UNJUDGED] == 0 else 1), m
+            break
         _apply_mask(cb, ib, m, mask)
         _evaluate(part, False, False, res)
         bad = _contradictions(res)
@@ -524,6 +540,73 @@ def _search_part(part: Unit, budget: F64, res: F64) -> tuple[int, int]:  # pragm
 
 
 @njit(cache=True)
+def _repair(part: Unit, budget: F64, res: F64) -> bool:  # pragma: no cover - compiled by numba
+    """Flip readings before the earliest contradiction until none is left (at most ``MAX_REPAIRS`` flips,
+    each request at most once): after an over-admission the latest request read as spent before it, after
+    a false 429 the latest read as not spent. True when the reading left explains the part."""
+    a, b, cb = part[0], part[1], part[10]
+    cb[CB_FIXED, a:b] = 0
+    for _ in range(MAX_REPAIRS):
+        _evaluate(part, False, False, res)
+        budget[0] -= b - a
+        if _contradictions(res) == 0:
+            return True
+        if budget[0] < 0:
+            return False
+        first, want = int(res[E_FIRST]), 1 if res[E_FIRST_KIND] == 2 else 0
+        q = first
+        while q >= a and not (cb[CB_ROLE, q] == ROLE_MAYBE and cb[CB_SPENT, q] == 1 - want and cb[CB_FIXED, q] == 0):
+            q -= 1
+        if q < a:
+            return False
+        cb[CB_SPENT, q] = want
+        cb[CB_FIXED, q] = 1
+    return False
+
+
+@njit(cache=True)
+def _model_reading(unit: Unit) -> None:  # pragma: no cover - compiled by numba
+    """Read each indeterminate request of the unit as a correct limiter deciding at its send time would
+    have: spent iff the bucket (from the full state, refilled, less what was admitted or read as spent,
+    never below 0) and the month (from its least value) had room. A guess: the evaluation judges it."""
+    lo, hi, base, sent_ns, cost, params, start, ib, cb = (
+        unit[0],
+        unit[1],
+        unit[2],
+        unit[3],
+        unit[4],
+        unit[6],
+        unit[7],
+        unit[9],
+        unit[10],
+    )
+    capacity, rate, limit = params[0], params[1], params[2]
+    limited, month_limited = capacity < UNLIMITED / 2, limit < UNLIMITED / 2
+    s0 = sent_ns[base]
+    level, used, month = start[1], start[4], ib[IB_MONTH_S, lo]
+    now = (sent_ns[base + lo] - s0) * 1e-9
+    for p in range(lo, hi):
+        role = cb[CB_ROLE, p]
+        if role != ROLE_ADMITTED and role != ROLE_MAYBE:
+            continue
+        t = (sent_ns[base + p] - s0) * 1e-9
+        if limited:
+            level = min(capacity, level + rate * max(0.0, t - now))
+        now = max(now, t)
+        if ib[IB_MONTH_S, p] != month:
+            month, used = ib[IB_MONTH_S, p], 0.0
+        c = cost[base + p]
+        if role == ROLE_MAYBE:
+            room = (not limited or level >= c) and (not month_limited or used + c <= limit)
+            cb[CB_SPENT, p] = 1 if room else 0
+            if not room:
+                continue
+        if limited:
+            level = max(0.0, level - c)
+        used += c
+
+
+@njit(cache=True)
 def _apply_mask(cb: I8, ib: npt.NDArray[np.int32], m: int, mask: int) -> None:  # pragma: no cover - numba
     """Read the k-th indeterminate request of the part as spent iff bit k of ``mask`` is set (-1: all)."""
     for k in range(m):
@@ -539,14 +622,16 @@ def _evaluate(unit: Unit, write: bool, record: bool, res: F64) -> int:  # pragma
     [C, r, M, epsilon, month lo, month hi, 429s] of the group; ``start``: see ``_judge_unit``."""
     lo, hi, base, sent_ns, cost, latency_ms, params, start, fb, ib, cb, flags = unit
     res[:] = 0.0
+    res[E_FIRST] = hi
     s0 = sent_ns[base]
+    n_split = 0
+    if params[6] > 0 or record:  # 429s to judge (they also anchor over-admission windows), or splits
+        n_split = _rejections(unit, s0, write, record, res)
     if params[0] < UNLIMITED / 2:
         _over_admission(lo, hi, base, s0, sent_ns, cost, latency_ms, params, fb, cb, flags, write, res)
     if params[2] < UNLIMITED / 2:
         _month_over_admission(lo, hi, base, cost, params, start, ib, cb, flags, write, res)
-    if params[6] == 0 and not record:
-        return 0  # no 429 to judge
-    return _rejections(unit, s0, write, record, res)
+    return n_split
 
 
 @njit(cache=True)
@@ -569,21 +654,35 @@ def _over_admission(  # pragma: no cover - compiled by numba
 
     Stack segment k covers consecutive starts i sharing max L(i..j) = ``L[k]`` (decreasing upwards);
     ``A[k]`` = max of r s_i - cost(..i-1) over them; ``V[k]`` = max over segments 0..k of A - r L.
+
+    A 429 (cost c_k) that had certain month room (``cb[CB_ANCHOR]``) proves the bucket held < c_k at its
+    decision: requests sent after e_k then start a window from that level, cost(q..j) > c_k +
+    r (s_j - s_k + max L(q..j)), i.e. a start value r s_k + C - c_k at the first of them.
     """
     capacity, rate, eps = params[0], params[1], params[3]
     stack_l, stack_a, stack_v = fb[FB_STACK_L], fb[FB_STACK_A], fb[FB_STACK_B]
     top = -1
     total = 0.0  # cost of the windowed requests so far (flagged ones left out)
+    anchor_end, anchor_value = np.inf, NEG_INF  # the latest anchoring 429 not yet followed by a request
     for p in range(lo, hi):
+        i = base + p
+        if cb[CB_ROLE, p] == ROLE_REJECTED and cb[CB_ANCHOR, p] == 1:
+            value = rate * (sent_ns[i] - s0) * 1e-9 + capacity - cost[i]
+            if value >= anchor_value:
+                anchor_value = value
+                anchor_end = (sent_ns[i] - s0) * 1e-9 + latency_ms[i] * 1e-3
+            continue
         if not _deducts(cb, p) or cb[CB_STRADDLES, p] == 1:
             continue
-        i = base + p
         latency = latency_ms[i] * 1e-3
         if latency != latency:
             continue  # decided at an unknown time: in no window
         t = (sent_ns[i] - s0) * 1e-9
         c = cost[i]
         best_a = rate * t - total
+        if anchor_end < t:
+            best_a = max(best_a, anchor_value - total)
+            anchor_end, anchor_value = np.inf, NEG_INF
         k = top
         while k >= 0 and stack_l[k] <= latency:
             best_a = max(best_a, stack_a[k])
@@ -593,6 +692,7 @@ def _over_admission(  # pragma: no cover - compiled by numba
         if total + c - rate * t + value - capacity > eps:
             res[E_OVER] += 1.0
             res[E_OVER_COST] += c
+            _first(res, p, 1)
             if write:
                 flags[i] |= FLAG_OVER
             continue
@@ -630,6 +730,7 @@ def _month_over_admission(  # pragma: no cover - compiled by numba
         if used > room + eps:
             res[E_MONTH_OVER] += 1.0
             res[E_MONTH_OVER_COST] += c
+            _first(res, p, 3)
             if write:
                 flags[base + p] |= FLAG_MONTH_OVER
 
@@ -723,6 +824,7 @@ def _judge_429(  # pragma: no cover - compiled by numba
     """False (both modes had room), unjudged (only the full state had room) or possibly right."""
     capacity, limit, eps = params[0], params[2], params[3]
     i = base + p
+    cb[CB_ANCHOR, p] = 0
     if cb[CB_STRADDLES, p] == 1:
         res[E_STRADDLING] += 1.0
         return
@@ -750,6 +852,7 @@ def _judge_429(  # pragma: no cover - compiled by numba
             future_only = month_u + ahead + c > limit + eps
     if minute_u and month_ok_u:
         res[E_FALSE] += 1.0
+        _first(res, p, 2)
         if write:
             flags[i] |= FLAG_FALSE_REJECTION
             if future_only:
@@ -760,6 +863,14 @@ def _judge_429(  # pragma: no cover - compiled by numba
             res[E_UNJUDGED_MONTH] += 1.0
         if write:
             flags[i] |= FLAG_UNJUDGED
+    if month_ok_u and not minute_u:  # a right 429 then says the bucket held less than its cost
+        cb[CB_ANCHOR, p] = 1
+
+
+@njit(cache=True)
+def _first(res: F64, p: int, kind: int) -> None:  # pragma: no cover - compiled by numba
+    if p < res[E_FIRST]:
+        res[E_FIRST], res[E_FIRST_KIND] = p, kind
 
 
 @njit(cache=True)
@@ -787,8 +898,7 @@ def _flag_month_closer(  # pragma: no cover - compiled by numba
             if total >= c - 1e-9:
                 if flags[base + p] & FLAG_MONTH_OVER == 0:
                     flags[base + p] |= FLAG_MONTH_OVER
-                    res[E_MONTH_OVER] += 1.0
-                    res[E_MONTH_OVER_COST] += cost[base + p]
+                    res[E_MONTH_CLOSERS] += 1.0
                 return
 
 
