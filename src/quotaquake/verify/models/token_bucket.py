@@ -184,7 +184,7 @@ def replay_buckets(  # pragma: no cover - compiled by numba
         if n == 0 or np.isnan(capacity[g]):
             continue
         faults = (fault_starts_ns, fault_ends_ns, month_starts_ns)
-        n_rejected = _prepare(base, n, sent_ns, cost, classes, degraded, latency_ms, faults, ib, cb)
+        n_rejected = _prepare(base, n, sent_ns, cost, classes, degraded, latency_ms, faults, ib, cb, stats[g])
         params = np.array([capacity[g], rate[g], month_limit[g], epsilon, month_lo[g], month_hi[g], n_rejected])
         _judge_group(base, n, sent_ns, cost, latency_ms, params, bucket_known[g], fb, ib, cb, flags, stats[g], budget)
     return flags, stats
@@ -202,9 +202,10 @@ def _prepare(  # pragma: no cover - compiled by numba
     faults: tuple[I64, I64, I64],
     ib: npt.NDArray[np.int32],
     cb: I8,
+    st: F64,
 ) -> int:
     """Role, fault unit, months of send and latest decision, and straddling of each row of one group;
-    returns the number of 429s to judge.
+    the group's admitted and indeterminate totals into ``st``; returns the number of 429s to judge.
 
     ``faults``: (fault window starts, ends, month starts), epoch ns."""
     fault_starts_ns, fault_ends_ns, month_starts_ns = faults
@@ -213,6 +214,7 @@ def _prepare(  # pragma: no cover - compiled by numba
     n_faults = len(fault_starts_ns)
     n_months = len(month_starts_ns)
     n_rejected = 0
+    in_month = 0.0  # admitted cost in the month of the send
     for p in range(n):
         i = base + p
         s = sent_ns[i]
@@ -221,6 +223,7 @@ def _prepare(  # pragma: no cover - compiled by numba
         in_fault = f > 0 and s <= fault_ends_ns[f - 1]
         while m + 1 < n_months and month_starts_ns[m + 1] <= s:
             m += 1
+            in_month = 0.0
         latency = latency_ms[i]
         latest = float(s) + latency * 1e6 if latency == latency else np.inf
         m_end = m
@@ -238,15 +241,19 @@ def _prepare(  # pragma: no cover - compiled by numba
             role = ROLE_SKIP
         elif in_fault:  # excluded; but an admitted or indeterminate one may have spent tokens
             role = ROLE_IN_FAULT if degraded[i] or cls in (ADMITTED, INDETERMINATE) else ROLE_SKIP
-        elif degraded[i]:
+        elif degraded[i] or cls == INDETERMINATE:
             role = ROLE_MAYBE
+            st[S_MAYBE] += 1
         elif cls == ADMITTED:
             role = ROLE_ADMITTED
+            st[S_ADMITTED_COST] += c
+            in_month += c
+            st[S_MONTH_ADMITTED] = max(st[S_MONTH_ADMITTED], in_month)
+            if latency == latency:
+                st[S_W_MAX] = max(st[S_W_MAX], latency * 1e-3)
         elif cls == REJECTED:
             role = ROLE_REJECTED
             n_rejected += 1
-        elif cls == INDETERMINATE:
-            role = ROLE_MAYBE
         cb[CB_ROLE, p] = role
     return n_rejected
 
@@ -297,20 +304,6 @@ def _judge_group(  # pragma: no cover - compiled by numba
             _judge_unit(a, q, base, sent_ns, cost, latency_ms, params, start, touched, fb, ib, cb, flags, st, budget)
             touched = True
         p = q
-    month, in_month = -1, 0.0
-    for k in range(n):
-        role = cb[CB_ROLE, k]
-        if role == ROLE_ADMITTED:
-            c = cost[base + k]
-            st[S_ADMITTED_COST] += c
-            if ib[IB_MONTH_S, k] != month:
-                month, in_month = ib[IB_MONTH_S, k], 0.0
-            in_month += c
-            st[S_MONTH_ADMITTED] = max(st[S_MONTH_ADMITTED], in_month)
-            if latency_ms[base + k] == latency_ms[base + k]:
-                st[S_W_MAX] = max(st[S_W_MAX], latency_ms[base + k] * 1e-3)
-        elif role == ROLE_MAYBE:
-            st[S_MAYBE] += 1
 
 
 @njit(cache=True)
@@ -680,9 +673,9 @@ def _over_admission(  # pragma: no cover - compiled by numba
         t = (sent_ns[i] - s0) * 1e-9
         c = cost[i]
         best_a = rate * t - total
-        if anchor_end < t:
+        anchored = anchor_end < t
+        if anchored:
             best_a = max(best_a, anchor_value - total)
-            anchor_end, anchor_value = np.inf, NEG_INF
         k = top
         while k >= 0 and stack_l[k] <= latency:
             best_a = max(best_a, stack_a[k])
@@ -699,6 +692,8 @@ def _over_admission(  # pragma: no cover - compiled by numba
         top = k + 1
         stack_l[top], stack_a[top], stack_v[top] = latency, best_a, value
         total += c
+        if anchored:  # the anchor is now a start of the stack
+            anchor_end, anchor_value = np.inf, NEG_INF
 
 
 @njit(cache=True)
@@ -856,7 +851,7 @@ def _judge_429(  # pragma: no cover - compiled by numba
         if write:
             flags[i] |= FLAG_FALSE_REJECTION
             if future_only:
-                _flag_month_closer(q, hi, base, c, limit, cost, ib, cb, flags, res)
+                _flag_month_closer(q, hi, base, ib[IB_MONTH_S, p], c, cost, ib, cb, flags, res)
     elif minute_f and month_ok_f:
         res[E_UNJUDGED] += 1.0
         if minute_u:
@@ -878,8 +873,8 @@ def _flag_month_closer(  # pragma: no cover - compiled by numba
     q: int,
     hi: int,
     base: int,
+    month: int,
     c: float,
-    limit: float,
     cost: npt.NDArray[np.floating],
     ib: npt.NDArray[np.int32],
     cb: I8,
@@ -888,7 +883,6 @@ def _flag_month_closer(  # pragma: no cover - compiled by numba
 ) -> None:
     """A 429 whose month room is proven only by later admissions: flag the admission that proves it (the
     one whose decision found the month at most M - cost of the 429 if the 429 was right)."""
-    month = ib[IB_MONTH_S, q - 1]
     total = 0.0
     for p in range(q, hi):
         if ib[IB_MONTH_S, p] != month:
