@@ -1,60 +1,70 @@
 """Token-bucket replay per consumer (numba): over-admission, false rejections and unjudged 429s, sound
 from an unknown initial state and under per-request timing uncertainty.
 
+Units: times in seconds (sends relative to the consumer's first), costs and tokens in cost units, r in
+cost units per second; comparisons allow ``epsilon`` (``thresholds.quota.epsilon``) of float slack.
+
 The limiter (``services/limiter/bucket.py``) keeps per consumer a bucket of capacity C refilling r
 tokens/s and a monthly counter m (UTC month, limit M); it admits a request of cost c iff the bucket holds
->= c tokens and m + c <= M, and then takes c from both. Request k (sent at s_k, answered after L_k) is
-decided at an unknown time t_k in [s_k, e_k], e_k = s_k + L_k: a decision happens before the response.
-A row with no latency (NaN) has e_k = +inf. Everything below holds for *every* such timing; that is the
-timing tolerance, and it comes from each request's own latency.
+>= c tokens and m + c <= M, and then takes c from both; a 429 takes nothing. Request k (sent at s_k,
+answered after L_k) is decided at an unknown time t_k in [s_k, e_k], e_k = s_k + L_k: a decision happens
+before the response. A row with no latency (NaN) has e_k = +inf. Everything below holds for *every* such
+timing: that is the timing tolerance, and it comes from each request's own latency.
 
-Over-admission (the generous state: a full bucket, month usage at its least possible value). Admitted
-requests i..j (send order) are all decided inside [s_i, s_j + max L(i..j)]; a bucket holding at most C
-tokens at s_i admits at most C + r(b - a) cost in any [a, b], so
+Over-admission, judged against the most generous state consistent with the history. Admitted requests
+i..j (send order) are all decided inside [s_i, s_j + max L(i..j)]; a bucket holding at most C tokens at
+s_i admits at most C + r (b - s_i) cost in [s_i, b], so
 
     cost(i..j) > C + r * (s_j - s_i + max L(i..j)) + epsilon
 
-proves over-admission. Every window is checked in amortized O(n) per consumer with a monotonic stack of
-segments (max latency of the segment, best start value r*s_i - cost before i): for a new request j the
-segments whose max latency is <= L_j merge. A flagged request is counted, not added (later windows are
-judged as if it had been refused). Windows never span a fault window: a request whose decision may fall
-after the next fault's start is left out (Redis may lose its state in a fault; after it the state is the
-most generous again). Monthly: admitted cost per UTC month and unit (below) must not exceed M - m_lo;
-a request whose decision may fall in either of two months is left out of both sums.
+proves over-admission. All windows are checked in amortized O(n) per consumer with a monotonic stack of
+segments (max latency, best start value r s_i - cost before i): a new request j merges the segments whose
+max latency is <= L_j. A flagged request is counted, not added (later windows are judged as if it had
+been refused). A 429 that certainly had month room (below) was right only if the bucket held < c_k at
+t_k, so the requests sent after e_k also start a window from that level: cost(q..j) > c_k + r (s_j - s_k
++ max L(q..j)) (a racy limiter is caught even when the run started from an unknown state). Windows never
+span a fault window: a request whose decision may fall after the next fault's start is left out. Monthly:
+admitted cost per UTC month and unit (below) must not exceed M - m_lo (m_lo: the least month usage at the
+start, 0 or the seed); a request whose decision may fall in either of two months is left out of both.
 
-False rejections (the state must be pinned). A lower bound V of the bucket, valid for every timing, is
-replayed event by event: refill r per second capped at C, each deducting request (admitted, or an
-indeterminate one read as spent) taken out at its *latest* decision time e_j (a later deduction never
-leaves more tokens), never below 0 (a correct limiter never goes negative: this is how the history pins
-an unknown level, e.g. the least possible level refilled to the capacity). With P the cost of requests
-sent but not yet past e, the bucket at k's decision holds at least
+False rejections, judged only where the state is pinned. A lower bound V of the bucket, valid for every
+timing, is replayed event by event: refill r per second capped at C; each deducting request (admitted, or
+indeterminate and read as spent) taken out at its *latest* decision time e_j (a later deduction never
+leaves more tokens); never below 0 (a correct limiter never goes negative: this pins an unknown level,
+e.g. the least possible level refilled to the capacity after C / r quiet seconds). With P the cost of
+requests sent but not past their e yet, the bucket at k's decision holds at least
 
     V(s_k) - P(s_k) - ahead_k,     ahead_k = deducting cost sent in (s_k, e_k]
 
-tokens (they may all have been decided first; refill after s_k is not counted). The month had room for
-cost c_k if, with m_hi(s_k) + ahead_k the least upper bound of the usage from the past (the known start
-value plus every deducting request sent before) OR M - F_k the bound from the future (F_k: admitted cost
-sent after e_k in the same month and unit: the last of those decisions found m + its cost <= M, so at
-t_k m <= M - F_k), min(...) + c_k <= M. A 429 is *false* when both had room.
+tokens (those may all have been decided first; refill after s_k is not counted). The month had room for
+c_k if min(m_hi + ahead_k, M - F_k) + c_k <= M: m_hi is the known start value (reset: 0; seed) plus every
+deducting request sent before s_k (unknown start: +inf); F_k the admitted cost sent after e_k in the same
+month and unit: whichever of those decisions came last found m + its cost <= M with the others already
+counted, so m(t_k) <= M - F_k. A 429 with both is *false*.
 
-The replay runs in two modes at once: ``u`` (what is known: a start level of 0 and month usage unknown
-unless the run established them) and ``f`` (the state known full: bucket C, month at its least value).
-A 429 false in ``u`` is a proven false rejection; false in ``f`` only is *unjudged*: a correct limiter
-could have sent it from a partly spent state, a faulty one from a full state. A 429 whose month proof
-comes from the future only is a contradiction between it and the later admissions: both are reported
-(the 429 as false, the admission that closes the month as over the month).
+The replay runs in two modes at once: ``u`` from what the run established (bucket full after a reset,
+else 0; month as above) and ``f`` from a full state (bucket C, month at m_lo). A 429 false in ``u`` is a
+proven false rejection; false in ``f`` only is *unjudged*: a correct limiter could have sent it from a
+partly spent state, a faulty one from a full state, and the verdict is unknown. When both modes agree
+(after a reset, or once the history pins the level) every 429 is judged. A 429 whose month room is proven
+only by later admissions contradicts them: the 429 is reported as false and the admission that closes
+the month as over it (either one was wrong).
 
 Indeterminate requests (no status, 5xx, or a degraded decision outside fault windows, whose Redis script
-may or may not have run) may or may not have spent tokens. One reading of them must explain the whole
-history: none-spent and all-spent are tried first; else the unit is split where the bucket is provably
-full again (nothing in flight and V reached C under the all-spent reading, the least V of any reading)
-and each part with at most ``MAX_SEARCH`` undecided requests is searched exhaustively (within a work
-budget); the parts' readings are combined and the whole unit re-judged. No reading -> the flags of the
-best one; too large a search -> unknown with that reason.
+may or may not have run) may or may not have spent tokens. One reading of all of them must explain the
+unit: none-spent, all-spent, then a modelled reading (spent iff a correct limiter deciding at the send
+time had room) are tried; else the unit is split where the bucket is provably full again (nothing in
+flight and V = C under the all-spent reading, the least V of any reading) and each part is searched: all
+2^u readings for u <= ``MAX_SEARCH`` undecided requests (within ``SEARCH_BUDGET`` replays), else the
+modelled reading repaired flip by flip before its first contradiction. The parts' readings are combined
+and the whole unit judged again (a witness: nothing is passed on a part's word). No reading explains a
+part of which every reading was tried -> fail with the flags of the best one; none found in a part too
+large to search -> unknown with that reason.
 
-Units: a consumer's rows between fault windows (rows sent inside a fault window are excluded and judged
-by the degradation checks). A unit after a fault starts from an unknown state again (Redis may have lost
-or kept it).
+Units: a consumer's rows between fault windows. Rows sent inside a fault window are excluded (the
+degradation checks judge them), but any that may spend tokens after the fault counts as spent in ``u``
+(``f``, the fullest state, may have absorbed it). A unit after a fault starts from an unknown state again
+(Redis may have lost or kept it); a 429 whose decision may fall into the next fault is not judged.
 """
 
 from __future__ import annotations
