@@ -14,6 +14,8 @@ marked degraded or sent inside a fault window are judged by ``check_degraded_ove
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -24,7 +26,7 @@ from quotaquake.verify.data.outcomes import outcome_classes
 from quotaquake.verify.data.rundata import RunData, fault_bounds_ns
 from quotaquake.verify.models import token_bucket as tb
 from quotaquake.verify.thresholds import Thresholds
-from quotaquake.verify.verdict import Status, Verdict
+from quotaquake.verify.verdict import Verdict
 
 CHECK = "quota-accuracy"
 # Routes each gateway replica answers itself, without the limiter (docs/ARCHITECTURE.md): never counted.
@@ -183,6 +185,38 @@ def _why_unjudged(s: F64, bucket_known: bool) -> str:
     return text + (f"; {month} of them only for want of the month usage" if month else "")
 
 
+@dataclass(frozen=True)
+class _Totals:
+    """The per-consumer table summed up for the verdict."""
+
+    over_cost: float
+    false_rejections: int
+    unjudged: int
+    contradictions: int
+    judged_requests: int
+    offenders: list[str]
+    month_offenders: list[str]
+    unjudged_consumers: list[str]
+    searches: list[str]
+
+    @classmethod
+    def of(cls, table: list[dict[str, object]]) -> _Totals:
+        def named(key: str) -> list[str]:
+            return [str(r["consumer"]) for r in table if r[key]]
+
+        return cls(
+            over_cost=column_total(table, "over_admitted_cost"),
+            false_rejections=int(column_total(table, "false_rejections")),
+            unjudged=int(column_total(table, "unjudged_429")),
+            contradictions=int(column_total(table, "month_contradictions")),
+            judged_requests=int(column_total(table, "requests")),
+            offenders=named("offending"),
+            month_offenders=named("month_offending"),
+            unjudged_consumers=named("unjudged_429"),
+            searches=[str(r["consumer"]) for r in table if r["search_too_large"] or r["uncombined"]],
+        )
+
+
 def _verdict(
     run: RunData,
     thresholds: Thresholds,
@@ -190,31 +224,49 @@ def _verdict(
     table: list[dict[str, object]],
     flags: npt.NDArray[np.int8],
 ) -> Verdict:
-    over_cost = column_total(table, "over_admitted_cost")
-    false_rejections = int(column_total(table, "false_rejections"))
-    unjudged = int(column_total(table, "unjudged_429"))
-    month_offenders = [str(r["consumer"]) for r in table if r["month_offending"]]
-    contradictions = int(column_total(table, "month_contradictions"))
-    offenders = [str(r["consumer"]) for r in table if r["offending"]]
-    unjudged_consumers = [str(r["consumer"]) for r in table if r["unjudged_429"]]
-    searches = [str(r["consumer"]) for r in table if r["search_too_large"] or r["uncombined"]]
-    judged_requests = int(column_total(table, "requests"))
+    totals = _Totals.of(table)
+    evidence = _evidence(run, quotas, table, flags, totals)
+    allowed = thresholds.quota
+    if (
+        totals.over_cost > allowed.allowed_over_admitted_cost
+        or totals.false_rejections > allowed.allowed_false_rejections
+        or totals.month_offenders
+    ):
+        return Verdict(CHECK, "fail", _fail_summary(totals), evidence)
+    reasons = _undecided(run, table, totals, allowed.allowed_false_rejections, evidence)
+    if reasons:
+        return Verdict(CHECK, "unknown", "; ".join(reasons), evidence)
+    if totals.judged_requests == 0:
+        return Verdict(CHECK, "unknown", "no requests of a known limited or unlimited tier to judge", evidence)
+    if quotas.unknown_tiers:
+        tiers = sorted(set(quotas.unknown_tiers.values()))
+        return Verdict(CHECK, "unknown", f"consumers of unknown tiers: {tiers}", evidence)
+    summary = (
+        f"{len(table)} consumer(s), {totals.judged_requests} requests within the token-bucket model "
+        f"(initial state {run.info.initial_state})"
+    )
+    return Verdict(CHECK, "pass", summary, evidence)
 
+
+def _evidence(
+    run: RunData, quotas: ConsumerQuotas, table: list[dict[str, object]], flags: npt.NDArray[np.int8], totals: _Totals
+) -> dict[str, object]:
     def rows(bit: int) -> list[dict[str, object]]:
         return first_rows_per_consumer(run.history, np.flatnonzero(flags & bit))
 
-    evidence: dict[str, object] = {
+    at = run.info.initial_state_at
+    return {
         "model": "token-bucket",
         "initial_state": str(run.info.initial_state),
-        "initial_state_at": None if run.info.initial_state_at is None else run.info.initial_state_at.isoformat(),
-        "over_admitted_cost": over_cost,
-        "false_rejections": false_rejections,
-        "unjudged_429": unjudged,
-        "month_offenders": month_offenders,
-        "month_contradictions": contradictions,
-        "offenders": offenders[:50],
-        "unjudged_consumers": unjudged_consumers[:50],
-        "search_too_large": searches[:50],
+        "initial_state_at": None if at is None else at.isoformat(),
+        "over_admitted_cost": totals.over_cost,
+        "false_rejections": totals.false_rejections,
+        "unjudged_429": totals.unjudged,
+        "month_offenders": totals.month_offenders,
+        "month_contradictions": totals.contradictions,
+        "offenders": totals.offenders[:50],
+        "unjudged_consumers": totals.unjudged_consumers[:50],
+        "search_too_large": totals.searches[:50],
         "unknown_tiers": quotas.unknown_tiers,
         "consumers": limit_table(sorted(table, key=lambda r: not r["undecided"]), "offending"),
         "over_admitted_rows": rows(tb.FLAG_OVER),
@@ -222,52 +274,43 @@ def _verdict(
         "unjudged_rows": rows(tb.FLAG_UNJUDGED),
         "month_over_rows": rows(tb.FLAG_MONTH_OVER),
     }
-    failed = (
-        over_cost > thresholds.quota.allowed_over_admitted_cost
-        or false_rejections > thresholds.quota.allowed_false_rejections
-        or bool(month_offenders)
+
+
+def _fail_summary(totals: _Totals) -> str:
+    summary = (
+        f"{len(totals.offenders)} consumer(s) off the token-bucket model: over-admitted cost {totals.over_cost:g}, "
+        f"{totals.false_rejections} false 429(s), {len(totals.month_offenders)} over the monthly quota"
+        f" (e.g. {', '.join((totals.offenders or totals.month_offenders)[:3])})"
     )
-    status: Status
-    if failed:
-        status = "fail"
-        summary = (
-            f"{len(offenders)} consumer(s) off the token-bucket model: over-admitted cost {over_cost:g}, "
-            f"{false_rejections} false 429(s), {len(month_offenders)} over the monthly quota"
-            f" (e.g. {', '.join(offenders[:3])})"
+    if totals.contradictions:
+        summary += (
+            f"; {totals.contradictions} later admission(s) prove month room for a 429 that had minute room: "
+            "the 429 was false, or they over-admitted the month"
         )
-        if contradictions:
-            summary += (
-                f"; {contradictions} later admission(s) prove month room for a 429 that had minute room: "
-                "the 429 was false, or they over-admitted the month"
-            )
-    elif unjudged and false_rejections + unjudged > thresholds.quota.allowed_false_rejections:
-        status = "unknown"
-        evidence["decide"] = DECIDE_UNJUDGED
-        summary = (
-            f"{unjudged} 429(s) of {len(unjudged_consumers)} consumer(s) could not be judged: they would be false "
-            f"from a full bucket, and the state they were sent in is unknown (run.json initial_state="
-            f"{run.info.initial_state}) (e.g. {', '.join(unjudged_consumers[:3])}); {DECIDE_UNJUDGED}"
+    return summary
+
+
+def _undecided(
+    run: RunData, table: list[dict[str, object]], totals: _Totals, allowed_false: int, evidence: dict[str, object]
+) -> list[str]:
+    """Why the verdict is unknown (empty: it is not), with what would decide it (into ``evidence``)."""
+    reasons, decide = [], []
+    if totals.unjudged and totals.false_rejections + totals.unjudged > allowed_false:
+        reasons.append(
+            f"{totals.unjudged} 429(s) of {len(totals.unjudged_consumers)} consumer(s) could not be judged: they "
+            f"would be false from a full bucket, and the state they were sent in is unknown (run.json "
+            f"initial_state={run.info.initial_state}) (e.g. {', '.join(totals.unjudged_consumers[:3])})"
         )
-    elif searches:
-        status = "unknown"
-        evidence["decide"] = DECIDE_SEARCH
+        decide.append(DECIDE_UNJUDGED)
+    if totals.searches:
         largest = int(np.max(np.asarray([r["max_undecided"] for r in table], dtype=np.float64)))
-        summary = (
-            f"{len(searches)} consumer(s) with indeterminate requests (timeouts, 5xx) that neither reading "
-            f"(all spent, none spent) explains, and too many to search ({largest} in one part) or parts whose "
-            f"readings do not combine (e.g. {', '.join(searches[:3])}); {DECIDE_SEARCH}"
+        reasons.append(
+            f"{len(totals.searches)} consumer(s) with indeterminate requests (timeouts, 5xx) that no simple reading "
+            f"(all spent, none spent, modelled) explains, and too many to search ({largest} in one part) or parts "
+            f"whose readings do not combine (e.g. {', '.join(totals.searches[:3])})"
         )
-    elif judged_requests == 0 or quotas.unknown_tiers:
-        status = "unknown"
-        summary = (
-            "no requests of a known limited or unlimited tier to judge"
-            if judged_requests == 0
-            else f"consumers of unknown tiers: {sorted(set(quotas.unknown_tiers.values()))}"
-        )
-    else:
-        status = "pass"
-        summary = (
-            f"{len(table)} consumer(s), {judged_requests} requests within the token-bucket model "
-            f"(initial state {run.info.initial_state})"
-        )
-    return Verdict(CHECK, status, summary, evidence)
+        decide.append(DECIDE_SEARCH)
+    if decide:
+        evidence["decide"] = "; ".join(decide)
+        reasons.append("what would decide it: " + "; ".join(decide))
+    return reasons
