@@ -145,7 +145,11 @@ def test_quota_state_cannot_be_reset_so_it_stays_unknown(tmp_path: Path) -> None
         target.reset_consumers(state, state.consumers)
     record = reset_initial_state(state)  # what quotaquake run and the Locust master record then
     assert record.state == InitialState.UNKNOWN and record.at is None
-    info = record.apply(RunInfo(run_id="r", scenario="s", started_at=datetime.now(UTC), policy=load_policy()))
+    info = record.apply(
+        RunInfo(
+            run_id="r", scenario="s", started_at=datetime.now(UTC), policy=load_policy(REPO / "stack" / "policy.yaml")
+        )
+    )
     assert info.initial_state == InitialState.UNKNOWN
     assert "the initial state stays unknown" in info.notes[-1]
 
