@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -142,6 +143,11 @@ class Browser:
         shot = self.page("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)
         png.write_bytes(base64.b64decode(shot["data"]))
 
+    def pdf(self, path: Path) -> None:
+        """The page as printed (A4, the report's print CSS)."""
+        printed = self.page("Page.printToPDF", paperWidth=8.27, paperHeight=11.69, printBackground=True)
+        path.write_bytes(base64.b64decode(printed["data"]))
+
     def problems(self) -> list[str]:
         """Console errors, uncaught exceptions and error log entries, as text."""
         found = []
@@ -196,6 +202,11 @@ def chaos_run(run_dir: Path) -> Path:
     return render_report(folder, verify_run(run_dir))
 
 
+PRINTED = """(() => ({
+  scrollBoxes: [...new Set([...document.querySelectorAll('.scroll')].map(e => getComputedStyle(e).maxHeight))],
+  nav: getComputedStyle(document.querySelector('nav.top')).display,
+  rawJson: getComputedStyle(document.querySelector('details.raw')).display,
+}))()"""
 DRAWN = "[...document.querySelectorAll('.plot')].every(div => div.querySelector('.main-svg'))"
 VISIBILITY = """(() => {
   const shown = el => !!el && el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})
@@ -265,4 +276,18 @@ def test_time_axis_toggle(tmp_path: Path, browser: Browser):
     browser.evaluate("document.querySelector('input[value=wall]').click()")
     assert browser.evaluate(axes)[0][1].startswith("2026-01-01T00:00:00")
     browser.screenshot(tmp_path / "toggled.png")
+    assert browser.problems() == []
+
+
+def test_report_prints(tmp_path: Path, browser: Browser):
+    index = chaos_run(tmp_path / "run")
+    browser.open(index)
+    browser.wait_for(DRAWN)
+    browser.pdf(tmp_path / "report.pdf")
+    pdf = (tmp_path / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", pdf)) >= 5
+    browser.page("Emulation.setEmulatedMedia", media="print")
+    printed = browser.evaluate(PRINTED)
+    assert printed["scrollBoxes"] == ["none"]  # every row of every table is on paper, none hidden in a box
+    assert printed["nav"] == "none" and printed["rawJson"] == "none"
     assert browser.problems() == []

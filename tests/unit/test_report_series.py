@@ -26,6 +26,21 @@ def test_nearest_rank_percentiles_per_group():
     np.testing.assert_allclose(out["p95"], [4.0, 7.0, 5.0, np.nan])
 
 
+def test_scattered_groups_give_the_same_percentiles_as_runs():
+    rng = np.random.default_rng(1)
+    groups = rng.integers(-1, 7, 5_000)
+    values = np.where(rng.random(5_000) < 0.05, np.nan, rng.lognormal(1.0, 1.0, 5_000))
+    scattered = grouped_percentiles(groups, values, 8)
+    order = np.argsort(groups, kind="stable")
+    runs = grouped_percentiles(groups[order], values[order], 8)
+    for q in ("p50", "p95", "p99"):
+        np.testing.assert_array_equal(scattered[q], runs[q])
+        expected = [np.percentile(values[(groups == g) & ~np.isnan(values)], float(q[1:]), method="inverted_cdf")
+                    for g in range(7)]  # fmt: skip
+        np.testing.assert_array_equal(scattered[q][:7], expected)
+    assert np.isnan(scattered["p50"][7])
+
+
 def test_bins_widen_so_a_long_run_keeps_at_most_600():
     timeline = timeline_of(np.array([0, 1_200 * 10**9], dtype=np.int64))
     assert timeline is not None and (timeline.bin_s, timeline.n) == (2.0, 601)
@@ -41,7 +56,7 @@ ROWS = [
     {"t": 0.5, "consumer": "a", "tier": "free", "latency_ms": 20.0, "status": 404},
     {"t": 1.2, "consumer": "b", "tier": "pro", "latency_ms": 5.0, "status": 429, "endpoint": "/compare"},
     {"t": 1.3, "consumer": "b", "tier": "pro", "latency_ms": 3000.0, "status": 0, "lag_ms": 50.0},
-    {"t": 2.5, "consumer": "b", "tier": "pro", "latency_ms": 8.0, "status": 503, "degraded": "redis-unavailable"},
+    {"t": 2.7, "consumer": "b", "tier": "pro", "latency_ms": 8.0, "status": 503, "degraded": "redis-unavailable"},
 ]
 
 
@@ -54,13 +69,22 @@ def test_time_series_per_one_second_bin():
     np.testing.assert_array_equal(series.by_status["2xx"], [1, 0, 0])
     np.testing.assert_array_equal(series.by_status["other 4xx"], [1, 0, 0])
     np.testing.assert_array_equal(series.by_status["no response"], [0, 1, 0])
-    np.testing.assert_array_equal(series.by_tier["pro"], [0, 2, 1])
-    np.testing.assert_array_equal(series.degraded, [0, 0, 1])
+    # the last bin is covered from 2.1 s (t0 + 2) to the last send at 2.7 s: 0.6 s
+    np.testing.assert_allclose(series.by_tier["pro"], [0, 2, 1 / 0.6])
+    np.testing.assert_allclose(series.degraded, [0, 0, 1 / 0.6])
     # latency over responses (the status-0 row is no latency): bin 0 holds 10 and 20 ms
     np.testing.assert_allclose(series.latency["p50"], [10.0, 5.0, 8.0])
     np.testing.assert_allclose(series.latency["p99"], [20.0, 5.0, 8.0])
     np.testing.assert_allclose(series.latency["p50 from intended"], [12.0, 5.0, 8.0])  # 10 ms + 2 ms lag
     np.testing.assert_allclose(series.lag["max"], [2.0, 50.0, 0.0])
+
+
+def test_a_last_bin_under_half_covered_shows_no_rate():
+    history = frame_from_rows([{"t": t, "consumer": "a", "tier": "free"} for t in (0.0, 1.2)])
+    timeline = timeline_of(history["sent_ns"].to_numpy())
+    assert timeline is not None
+    rates = time_series(history, timeline).by_tier["free"]
+    np.testing.assert_allclose(rates, [1.0, np.nan])  # the last bin, 0.2 s covered: neither a dip nor a spike
 
 
 def test_endpoint_by_tier_table():
@@ -76,7 +100,7 @@ def test_endpoint_by_tier_table():
     ]
     identify, free, pro, _, compare, total = rows
     assert (identify.requests, free.requests, pro.requests, compare.requests, total.requests) == (4, 2, 2, 1, 5)
-    assert total.rate == pytest.approx(5 / 2.4)  # over the history's span, 0.1 s to 2.5 s
+    assert total.rate == pytest.approx(5 / 2.6)  # over the history's span, 0.1 s to 2.7 s
     assert (free.statuses["2xx"], free.statuses["other 4xx"], free.errors) == (1, 1, 0)
     assert (pro.statuses["no response"], pro.statuses["5xx"], pro.errors, pro.error_share) == (1, 1, 2, 1.0)
     assert compare.statuses["429"] == 1 and compare.errors == 0

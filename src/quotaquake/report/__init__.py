@@ -19,16 +19,21 @@ from quotaquake.report.junit import write_junit
 from quotaquake.report.series import time_series, timeline_of
 from quotaquake.report.verdict_marks import marks, offenders, quota_evidence
 from quotaquake.runfolder import RunFolder
-from quotaquake.verify.data.rundata import RunData, load_run
+from quotaquake.verify.data.rundata import RunData, read_verify_history
 from quotaquake.verify.verdict import Outcome
 
 __all__ = ["render_report"]
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    *("intended_ns", "sent_ns", "latency_ms", "status", "cost"),
+    *("consumer", "tier", "endpoint", "degraded"),
+)
 
 
 def render_report(folder: RunFolder, outcome: Outcome) -> Path:
     """Write ``junit.xml`` and ``index.html`` into the run folder; returns the path of ``index.html``."""
     write_junit(folder.junit_file, outcome)
-    run = load_run(folder.path)
+    run = _load(folder)
     html = render_html(
         outcome,
         run.info,
@@ -39,6 +44,20 @@ def render_report(folder: RunFolder, outcome: Outcome) -> Path:
         run.monthly_seeds,
     )
     return write_html(folder.report_file, html)
+
+
+def _load(folder: RunFolder) -> RunData:
+    """What the report shows of the run folder, read as verification reads it (``load_run``) but only the
+    history columns the report uses."""
+    engine = folder.read_engine()
+    return RunData(
+        info=folder.read_info(),
+        history=read_verify_history(folder, REPORT_COLUMNS),
+        faults=folder.read_faults(),
+        monthly_seeds=[] if engine is None else engine.monthly_seeds,
+        engine=engine,
+        chaos_ran=folder.had_experiment(),
+    )
 
 
 def charts(run: RunData, outcome: Outcome) -> Charts:

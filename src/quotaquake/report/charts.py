@@ -34,6 +34,17 @@ STATUS_COLOURS: dict[str, str] = {
 }
 PERCENTILE_COLOURS: dict[str, str] = {"p50": "#1f77b4", "p95": "#ff7f0e", "p99": "#d62728", "max": "#7f7f7f"}
 MARK_SYMBOLS: tuple[str, ...] = ("x", "triangle-down", "diamond", "circle-open")
+CAPTIONS: dict[str, str] = {
+    "status": "Stacked, {per_bin}. 429: rejected by a quota; 401: unknown key; other 4xx: answered but not a "
+    "success; no response: timeout or connection error. Dotted: responses the limiter decided without Redis "
+    "(marked degraded).",
+    "tiers": "Each tier's request rate, {per_bin}.",
+    "latency": "Nearest-rank percentiles {per_bin} over responses. Solid: from the actual send (service time); "
+    "dashed: from the intended send of the open-model schedule (includes generator lag: coordinated omission "
+    "corrected).",
+    "lag": "Actual minus intended send time, {per_bin}. A growing lag means the load generator, not the system "
+    "under test, was the bottleneck.",
+}
 
 
 @dataclass(frozen=True)
@@ -72,20 +83,13 @@ def time_series_charts(series: Series, faults: list[FaultWindow]) -> list[Chart]
         latency.add_trace(_line(x, values, name, timeline, PERCENTILE_COLOURS.get(key), dash=dash))
     lag = go.Figure([_line(x, v, n, timeline, PERCENTILE_COLOURS.get(n)) for n, v in series.lag.items()])
     per_bin = f"per {timeline.bin_s:g} s bin"
-    return [
-        _chart("status", "Request rate by status class", "req/s", status, timeline, faults,
-               f"Stacked, {per_bin}. 429: rejected by a quota; 401: unknown key; other 4xx: answered but not a "
-               "success; no response: timeout or connection error. Dotted: responses the limiter decided "
-               "without Redis (marked degraded)."),
-        _chart("tiers", "Request rate by tier", "req/s", tiers, timeline, faults, per_bin.capitalize() + "."),
-        _chart("latency", "Latency percentiles", "ms", latency, timeline, faults,
-               f"Nearest-rank percentiles {per_bin} over responses. Solid: from the actual send (service "
-               "time); dashed: from the intended send of the open-model schedule (includes generator lag, "
-               "coordinated omission corrected)."),
-        _chart("lag", "Generator lag", "ms", lag, timeline, faults,
-               f"Actual minus intended send time, {per_bin}. A growing lag means the load generator, not the "
-               "system under test, was the bottleneck."),
-    ]  # fmt: skip
+    specs = [
+        ("status", "Request rate by status class", "req/s", status),
+        ("tiers", "Request rate by tier", "req/s", tiers),
+        ("latency", "Latency percentiles", "ms", latency),
+        ("lag", "Generator lag", "ms", lag),
+    ]
+    return [_chart(k, t, u, f, timeline, faults, CAPTIONS[k].format(per_bin=per_bin)) for k, t, u, f in specs]
 
 
 def allowance_charts(

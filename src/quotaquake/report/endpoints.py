@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from quotaquake.report.grouped import grouped_percentiles
+from quotaquake.report.grouped import SortedValues, grouped_percentiles
 from quotaquake.report.series import ERROR_CLASSES, STATUS_CLASSES, status_classes
 
 ALL = "all"
@@ -61,9 +61,10 @@ def endpoint_table(history: pd.DataFrame) -> list[EndpointRow]:
     )
     tier_names = [str(t) for t in tiers.categories] + ["(none)"]
     endpoint_names = [str(e) for e in endpoints.categories]
-    cell_stats = _Stats(history, cells, len(endpoint_names) * n_tiers, span_s)
-    endpoint_stats = _Stats(history, endpoint_codes, len(endpoint_names), span_s)
-    total_stats = _Stats(history, np.zeros(len(sent), dtype=np.int64), 1, span_s)
+    latency = _Latency(history)
+    cell_stats = _Stats(history, latency, cells, len(endpoint_names) * n_tiers, span_s)
+    endpoint_stats = _Stats(history, latency, endpoint_codes, len(endpoint_names), span_s)
+    total_stats = _Stats(history, latency, np.zeros(len(sent), dtype=np.int64), 1, span_s)
     rows: list[EndpointRow] = []
     for e in np.argsort(-endpoint_stats.counts, kind="stable"):
         if endpoint_stats.counts[e] == 0:
@@ -77,22 +78,31 @@ def endpoint_table(history: pd.DataFrame) -> list[EndpointRow]:
     return rows
 
 
-class _Stats:
-    """Counts and percentiles of every group of ``codes`` (one pass each)."""
+class _Latency:
+    """Each row's status class and latencies (ms; NaN without a response), sorted once for every grouping."""
 
-    def __init__(self, history: pd.DataFrame, codes: npt.NDArray[np.int64], n: int, span_s: float) -> None:
+    def __init__(self, history: pd.DataFrame) -> None:
         status = np.asarray(history["status"])
-        classes = status_classes(status)
+        self.classes = status_classes(status)
+        self.actual = np.where(status != 0, np.asarray(history["latency_ms"], dtype=np.float64), np.nan)
+        self.intended = self.actual + (np.asarray(history["sent_ns"]) - np.asarray(history["intended_ns"])) / 1e6
+        self.actual_sorted = SortedValues.of(self.actual)
+        self.intended_sorted = SortedValues.of(self.intended)
+
+
+class _Stats:
+    """Counts and percentiles of every group of ``codes``."""
+
+    def __init__(self, history: pd.DataFrame, rows: _Latency, codes: npt.NDArray[np.int64], n: int, span_s: float):
         valid = codes >= 0
         self.span_s = span_s
         self.counts = np.bincount(codes[valid], minlength=n)[:n]
         self.by_class = {
-            name: np.bincount(codes[valid & (classes == i)], minlength=n)[:n] for i, name in enumerate(STATUS_CLASSES)
+            name: np.bincount(codes[valid & (rows.classes == i)], minlength=n)[:n]
+            for i, name in enumerate(STATUS_CLASSES)
         }
-        actual = np.where(status != 0, np.asarray(history["latency_ms"], dtype=np.float64), np.nan)
-        lag_ms = (np.asarray(history["sent_ns"]) - np.asarray(history["intended_ns"])) / 1e6
-        self.actual = grouped_percentiles(codes, actual, n)
-        self.intended = grouped_percentiles(codes, actual + lag_ms, n, (99.0,))
+        self.actual = grouped_percentiles(codes, rows.actual, n, presorted=rows.actual_sorted)
+        self.intended = grouped_percentiles(codes, rows.intended, n, (99.0,), presorted=rows.intended_sorted)
 
     def row(self, code: int, endpoint: str, tier: str) -> EndpointRow:
         statuses = {name: int(counts[code]) for name, counts in self.by_class.items()}

@@ -2,7 +2,8 @@
 (from the actual send and from the intended send), generator lag and degraded responses, per time bin.
 
 Bins are 1 s, widened so that a run has at most ``MAX_BINS`` bins (bin k covers [t0 + k x bin_s,
-t0 + (k + 1) x bin_s), t0 the first send). Rates are requests per second (count / bin_s); latencies and
+t0 + (k + 1) x bin_s), t0 the first send). Rates are requests per second (count / the part of the bin
+the run covered: the last bin ends at the last send; not drawn when under half covered); latencies and
 lag are milliseconds, nearest-rank percentiles per bin (``quotaquake.report.grouped``), NaN for bins
 without a sample (drawn as gaps, not zeros).
 """
@@ -42,11 +43,13 @@ def status_classes(status: npt.NDArray[np.integer]) -> npt.NDArray[np.int8]:
 
 @dataclass(frozen=True)
 class Timeline:
-    """The report's time bins: ``n`` bins of ``bin_s`` seconds from the first send ``t0_ns`` (epoch ns)."""
+    """The report's time bins: ``n`` bins of ``bin_s`` seconds from the first send ``t0_ns`` (epoch ns);
+    the sends span ``span_s`` seconds, so the last bin is covered only up to the last send."""
 
     t0_ns: int
     bin_s: float
     n: int
+    span_s: float = 0.0
 
     @property
     def t0_s(self) -> float:
@@ -62,6 +65,13 @@ class Timeline:
         """The n + 1 bin edges, seconds since t0 (the last one is the end of the last bin)."""
         return np.arange(self.n + 1, dtype=np.float64) * self.bin_s
 
+    @property
+    def widths_s(self) -> F64:
+        """How much of each bin the run covered (s): ``bin_s``, but the last bin ends at the last send."""
+        widths = np.full(self.n, self.bin_s)
+        widths[-1] = min(self.bin_s, max(self.span_s - (self.n - 1) * self.bin_s, 0.0))
+        return widths
+
     def bin_of(self, sent_ns: npt.NDArray[np.int64]) -> I64:
         """The bin of every send time (rows before t0 or after the last bin get -1)."""
         bins = np.floor((sent_ns - self.t0_ns) / 1e9 / self.bin_s).astype(np.int64)
@@ -75,7 +85,7 @@ def timeline_of(sent_ns: npt.NDArray[np.int64]) -> Timeline | None:
     t0 = int(sent_ns[0])
     span_s = (int(sent_ns[-1]) - t0) / 1e9
     bin_s = max(1.0, float(np.ceil(span_s / MAX_BINS)))
-    return Timeline(t0, bin_s, int(span_s // bin_s) + 1)
+    return Timeline(t0, bin_s, int(span_s // bin_s) + 1, span_s)
 
 
 def wall_clock(epoch_s: F64) -> list[str]:
@@ -101,10 +111,13 @@ def time_series(history: pd.DataFrame, timeline: Timeline) -> Series:
     sent = np.asarray(history["sent_ns"], dtype=np.int64)
     bins = timeline.bin_of(sent)
     n = timeline.n
+    widths = timeline.widths_s
+    # a last bin covered for less than half its width would show a dip or a spike that never happened
+    widths = np.where(widths >= timeline.bin_s / 2, widths, np.nan)
 
     def rate(mask: npt.NDArray[np.bool_]) -> F64:
         picked = bins[mask & (bins >= 0)]
-        return np.asarray(np.bincount(picked, minlength=n)[:n] / timeline.bin_s, dtype=np.float64)
+        return np.asarray(np.bincount(picked, minlength=n)[:n] / widths, dtype=np.float64)
 
     status = np.asarray(history["status"])
     classes = status_classes(status)
@@ -116,7 +129,7 @@ def time_series(history: pd.DataFrame, timeline: Timeline) -> Series:
     lag_ms = (sent - np.asarray(history["intended_ns"], dtype=np.int64)) / 1e6
     actual = np.where(status != 0, np.asarray(history["latency_ms"], dtype=np.float64), np.nan)
     latency = grouped_percentiles(bins, actual, n)
-    corrected = grouped_percentiles(bins, actual + lag_ms, n)
+    corrected = grouped_percentiles(bins, actual + lag_ms, n)  # from the intended send
     latency.update({f"{name} from intended": values for name, values in corrected.items()})
     lag = grouped_percentiles(bins, lag_ms, n, (50.0, 99.0))
     lag["max"] = grouped_max(bins, lag_ms, n)
