@@ -73,11 +73,11 @@ class Allowances:
 def admitted_vs_allowed(run: RunData, grid_s: F64, offenders: Sequence[str], n_consumers: int = 4) -> Allowances:
     """Per-tier curves (tiers in policy order, then the others) and ``n_consumers`` worst consumers'."""
     replay = _Replay(run, grid_s)
-    tiers: dict[str, list[Allowance]] = {}
+    tiers: dict[str, _TierSum] = {}
     headroom: dict[str, float] = {}
     for code in replay.judged_codes():
         allowance = replay.consumer(code)
-        tiers.setdefault(allowance.tier, []).append(allowance)
+        tiers.setdefault(allowance.tier, _TierSum(allowance.tier, len(grid_s))).add(allowance)
         if allowance.headroom is not None:
             headroom[allowance.name] = allowance.headroom
     order = [*run.info.policy.tiers, "anonymous"]
@@ -92,9 +92,36 @@ def admitted_vs_allowed(run: RunData, grid_s: F64, offenders: Sequence[str], n_c
         model=run.info.model,
         unit="requests" if replay.fixed_window else "cost units",
         grid_s=grid_s,
-        tiers=[_tier_sum(name, tiers[name]) for name in ranked],
+        tiers=[tiers[name].total() for name in ranked],
         consumers=[replay.consumer(replay.codes[name]) for name in worst],
     )
+
+
+class _TierSum:
+    """A tier's curves: its consumers' summed as they come (memory: one grid per curve, not per consumer)."""
+
+    def __init__(self, tier: str, n: int) -> None:
+        self.tier, self.consumers, self.unlimited = tier, 0, False
+        self.admitted, self.ceiling, self.floor = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.depth: float | None = None
+        self.rate: float | None = None
+
+    def add(self, member: Allowance) -> None:
+        self.consumers += 1
+        self.admitted += member.admitted
+        if member.ceiling is None or member.floor is None:
+            self.unlimited = True
+            return
+        self.ceiling += member.ceiling
+        self.floor += member.floor
+        self.depth, self.rate = member.depth, member.rate
+
+    def total(self) -> Allowance:
+        if self.unlimited:
+            return Allowance(self.tier, self.tier, self.consumers, self.admitted, None, None)
+        return Allowance(
+            self.tier, self.tier, self.consumers, self.admitted, self.ceiling, self.floor, self.depth, self.rate
+        )
 
 
 class _Replay:
@@ -170,13 +197,3 @@ def _cumulative(times: F64, weights: F64, at: F64, *, inclusive: bool) -> F64:
     total = np.cumsum(weights)
     index = np.searchsorted(times, at, side="right" if inclusive else "left")
     return np.where(index > 0, total[np.maximum(index - 1, 0)], 0.0)
-
-
-def _tier_sum(tier: str, members: list[Allowance]) -> Allowance:
-    admitted = np.sum([m.admitted for m in members], axis=0)
-    ceilings = [m.ceiling for m in members if m.ceiling is not None]
-    floors = [m.floor for m in members if m.floor is not None]
-    if len(ceilings) < len(members) or len(floors) < len(members):
-        return Allowance(tier, tier, len(members), admitted, None, None)
-    ceiling, floor = np.sum(ceilings, axis=0), np.sum(floors, axis=0)
-    return Allowance(tier, tier, len(members), admitted, ceiling, floor, members[0].depth, members[0].rate)
