@@ -68,6 +68,12 @@ def test_a_top_level_list_is_one_table_and_problems_mark_rows():
     assert isinstance(disagree, Table) and disagree.rows[0].offending
 
 
+def test_epoch_moments_read_as_utc_times():
+    row = view([{"sent_s": 1_767_225_610.5, "warmup_s": 3.0, "load_start": 1_767_225_600.0, "count": 1_767_225_600}])
+    assert isinstance(row, Table)
+    assert texts(row) == [["2026-01-01 00:00:10.500 UTC", "3", "2026-01-01 00:00:00.000 UTC", "1,767,225,600"]]
+
+
 def test_numbers_read_like_numbers():
     assert [number(v) for v in (3484.0, 12.592, 0.0012, 1_000_000, 94.666667, 1234.5)] == [
         "3,484", "12.59", "0.0012", "1,000,000", "94.67", "1,234.5",

@@ -34,6 +34,7 @@ def artifacts(folder: RunFolder) -> list[Artifact]:
         ("Run record", folder.run_file, "what was asked for and against what"),
         ("Engine record", folder.engine_file, "the load engine's start, end and totals"),
         ("Prometheus snapshot", folder.prometheus_file, "server-side counters over the run window"),
+        ("Host samples", folder.host_file, "the machine each second during the load: CPU, pressure, who used it"),
     ]
     found: list[Artifact] = []
     for label, path, what in candidates:

@@ -7,8 +7,10 @@ Evidence is whatever JSON a checker returned (``jsonable``). The rules, applied 
 * a dict is a key/value table; at the top level its scalar entries form one key/value table and each
   list or dict entry its own titled block;
 * a list of scalars is one comma-separated line; an empty list or dict reads "none";
-* numbers get thousands separators and at most 4 significant digits after the point; ``None`` reads
-  "unlimited" under a key naming a limit (``LIMIT_KEYS``, ``*_room``, ``*_limit``), "-" otherwise;
+* numbers get thousands separators and at most 4 significant digits after the point; a number under a
+  key naming a moment (``MOMENT_KEYS``, ``*_start``, ``*_end``, ``*_at``) that is an epoch time in
+  seconds (2001 to 2096) reads as UTC time; ``None`` reads "unlimited" under a key naming a limit
+  (``LIMIT_KEYS``, ``*_room``, ``*_limit``), "-" otherwise;
 * a row is marked offending (red) when one of ``OFFENDING_FLAGS`` is true, ``agrees`` is false, its
   ``status`` is "fail" or its ``problems`` are not empty.
 
@@ -19,10 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 MAX_INLINE_ITEMS = 50
 LIMIT_KEYS: frozenset[str] = frozenset({"limit", "per_minute", "per_month", "capacity", "month_room", "room"})
+MOMENT_KEYS: frozenset[str] = frozenset({"t", "start", "end", "sent_s", "time", "load_start", "load_end"})
+EPOCH_RANGE_S: tuple[float, float] = (1e9, 4e9)  # 2001-09-09 .. 2096-10-02
 OFFENDING_FLAGS: tuple[str, ...] = ("offending", "breach", "over", "month_over", "violation", "violates")
 
 
@@ -107,6 +112,8 @@ def scalar(value: object, key: str = "") -> Text:
     if isinstance(value, bool):
         return Text("yes" if value else "no", _flag_css(key, value))
     if isinstance(value, int | float):
+        if _names_moment(key) and EPOCH_RANGE_S[0] <= value <= EPOCH_RANGE_S[1]:
+            return Text(datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC")
         return Text(number(value), "num")
     return Text(str(value))
 
@@ -191,6 +198,10 @@ def offending_row(row: dict[str, object]) -> bool:
         return True
     problems = row.get("problems")
     return bool(problems) and problems != "-"
+
+
+def _names_moment(key: str) -> bool:
+    return key in MOMENT_KEYS or key.endswith(("_start", "_end", "_at"))
 
 
 def _names_limit(key: str) -> bool:
