@@ -65,6 +65,11 @@ class RunFolder:
         return self.path / "history"
 
     @property
+    def master_token_file(self) -> Path:
+        """Written by a Locust master: a worker that finds the master's token here shares this folder."""
+        return self.path / ".qq-master-token"
+
+    @property
     def locust_csv_prefix(self) -> Path:
         """Locust's ``--csv`` prefix: ``locust_stats.csv``, ``locust_stats_history.csv``, ... beside it."""
         return self.path / "locust"
