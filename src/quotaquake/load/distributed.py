@@ -43,20 +43,21 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
 import pyarrow as pa
 import pyarrow.compute as pc
-from locust.env import Environment
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from quotaquake.load.options import ScenarioOptions
 from quotaquake.load.recorder import HistoryRecorder
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.history import SCHEMA, write_part
 from quotaquake.runfolder.models import Delivery, WorkerRecord
+
+if TYPE_CHECKING:  # Locust is imported where it runs: importing it monkey-patches the process (gevent)
+    from locust.env import Environment
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ PING_TIMEOUT_S = 1.0
 HELLO_INTERVAL_S = 1.0
 HELLO_ATTEMPTS = 30
 POLL_S = 1.0
+STATE_MISSING = "missing"  # locust.runners.STATE_MISSING
 MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 """Unacknowledged shipped bytes one worker may have on the wire (~0.15 KB/row: ~450K rows)."""
 
@@ -232,12 +234,13 @@ class WorkerLink:
             return
         data = to_ipc(table) if self.token is not None else b""
         if data and sum(self.in_flight.values()) + len(data) <= self.max_in_flight_bytes:
+            self.in_flight[name] = len(data)  # before sending: the acknowledgement may come at once
             try:
                 self.runner.send_message(ROWS, {"name": name, "rows": table.num_rows, "ipc": data})
             except Exception:
+                self.in_flight.pop(name, None)
                 log.exception("history: shipping %s failed; kept in this worker's folder", name)
             else:
-                self.in_flight[name] = len(data)
                 self.rows_shipped += table.num_rows
                 return
         write_part(folder.history_dir, name, table)
@@ -406,6 +409,8 @@ def install_master(environment: Environment) -> WorkerLedger:
 
 def install_distribution(environment: Environment, recorder: HistoryRecorder | None) -> None:
     """Register the master's or the worker's side (a single local runner needs neither)."""
+    from locust.runners import MasterRunner, WorkerRunner
+
     if isinstance(environment.runner, MasterRunner):
         install_master(environment)
     elif isinstance(environment.runner, WorkerRunner) and recorder is not None:
