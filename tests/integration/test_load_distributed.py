@@ -117,7 +117,18 @@ def test_workers_without_the_run_folder_ship_every_row_to_the_master(envoy: Dire
 
 def test_a_worker_killed_mid_run_makes_the_run_incomplete(envoy: DirectEnvoy, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    master = locust([*master_args(envoy, str(run_dir), 12), "--processes", "2"], tmp_path)
+    port = str(free_port())
+    processes = [
+        "--processes",
+        "2",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        port,
+        "--master-port",
+        port,
+    ]
+    master = locust([*master_args(envoy, str(run_dir), 12), *processes], tmp_path)
     try:
         deadline = time.monotonic() + 30
         while not list((run_dir / "history").glob("part-*.parquet")):  # the load is on

@@ -3,6 +3,7 @@ master's ledger of workers, with Locust's messaging replaced by direct calls (no
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from quotaquake.load.distributed import (
     BYE,
+    DRAIN,
     ROWS,
     ROWS_ACK,
     WELCOME,
@@ -186,3 +188,29 @@ def test_the_ledger_notes_workers_that_go_missing_or_leave(tmp_path: Path) -> No
     first, second = ledger.records[wire.client_id], ledger.records["client-2"]
     assert first.missing and first.left_at is not None and not first.final_report
     assert not second.missing and second.left_at is not None
+
+
+class DrainRunner:
+    """A master runner whose workers answer the drain (or not)."""
+
+    def __init__(self, ledger: WorkerLedger, clients: dict[str, str], answering: set[str]) -> None:
+        self.ledger, self.answering = ledger, answering
+        self.clients = SimpleNamespace(all=[SimpleNamespace(id=c, state=s) for c, s in clients.items()])
+        self.sent: list[str] = []
+
+    def send_message(self, kind: str, data: Any) -> None:
+        del data
+        self.sent.append(kind)
+        for client in self.answering:
+            self.ledger.on_drained(msg=SimpleNamespace(node_id=client))
+
+
+def test_drain_waits_for_every_live_worker_and_names_the_ones_that_never_answer(tmp_path: Path) -> None:
+    ledger = WorkerLedger(folder=lambda: RunFolder(tmp_path), send=lambda *_: None)
+    runner = DrainRunner(ledger, {"a": "running", "b": "running", "dead": "missing"}, answering={"a", "b"})
+    assert ledger.drain(runner, timeout_s=5) == set()  # the missing worker is not waited for
+    assert runner.sent == [DRAIN]
+    silent = DrainRunner(ledger, {"a": "running", "b": "running"}, answering={"a"})
+    started = time.monotonic()
+    assert ledger.drain(silent, timeout_s=0.2) == {"b"}
+    assert time.monotonic() - started < 2

@@ -18,8 +18,13 @@ joined by a few custom messages over Locust's own connection (zmq, one TCP conne
   on the wire. A part that would exceed it, or whose send fails, is written into the worker's own run
   folder instead (``spill_dir``) and counted as ``rows_elsewhere``: the load is never slowed and no row is
   dropped silently, but the master's history is then incomplete and says where the rest is.
-* leave: from ``test_stop`` (after its users stopped, before Locust's final stats report, inside the
-  master's 0.5 s quit window) the worker flushes its last rows and sends ``qq_bye`` with its counts.
+* leave: from ``test_stop`` (after its users stopped, before Locust's final stats report) the worker
+  flushes its last rows and sends ``qq_bye`` with its counts. Locust's master listens for only 0.5 s after
+  it sends ``quit`` (docs/research/locust-2.47.md section 1), too short for a busy worker to stop its users
+  and send its last part, so the master's own ``test_stop`` (which comes before ``quit`` is sent) first
+  *drains*: it asks every live worker to stop (``qq_history_drain``) and waits, up to ``--stop-timeout`` +
+  ``DRAIN_SLACK_S``, until each has answered ``qq_history_drained`` after its bye. Locust's final stats
+  report then comes from stopped workers at once.
 * the master keeps a ``WorkerRecord`` per worker: join and leave times, Locust's ``missing`` state (polled
   every second: a killed or hung worker stops its heartbeat), rows received or reported, the final report,
   the clock estimate. It adds them to ``engine.json`` when it quits; ``verify``'s completeness check
@@ -63,6 +68,9 @@ log = logging.getLogger(__name__)
 
 HELLO, WELCOME, PING, PONG = "qq_hello", "qq_welcome", "qq_ping", "qq_pong"
 ROWS, ROWS_ACK, BYE = "qq_rows", "qq_rows_ack", "qq_bye"
+DRAIN, DRAINED = "qq_history_drain", "qq_history_drained"
+DRAIN_SLACK_S = 5.0
+"""Beyond ``--stop-timeout``, how long the master waits at test stop for every live worker's last rows."""
 PINGS = 5
 PING_TIMEOUT_S = 1.0
 HELLO_INTERVAL_S = 1.0
@@ -275,8 +283,13 @@ def install_worker(environment: Environment, recorder: HistoryRecorder) -> Worke
             log.exception("history: the last part could not be written")
         runner.send_message(BYE, link.bye(recorder))
 
+    def on_drain(**_: Any) -> None:  # concurrent: stopping waits for users; the receive loop must go on
+        runner.stop()  # fires test_stop (last part, bye) unless already stopped
+        runner.send_message(DRAINED, {})
+
     events: Any = environment.events
     events.test_stop.add_listener(on_test_stop)
+    runner.register_message(DRAIN, on_drain, concurrent=True)
     gevent.spawn(link.join)
     return link
 
@@ -292,6 +305,7 @@ class WorkerLedger:
     records: dict[str, WorkerRecord] = field(default_factory=dict)
     shipped_rows: dict[str, int] = field(default_factory=dict)  # client id -> rows of parts written here
     shared_rows: dict[str, int] = field(default_factory=dict)  # client id -> rows it wrote here itself
+    drained: set[str] = field(default_factory=set)  # client ids that answered the current drain
     rejected_parts: int = 0
 
     def record(self, client_id: str) -> WorkerRecord:
@@ -353,6 +367,25 @@ class WorkerLedger:
             record.clock_offset_ms, record.clock_uncertainty_ms = offset / 1e6, uncertainty / 1e6
             record.clock_corrected = correction != 0
 
+    def on_drained(self, msg: Any, **_: Any) -> None:
+        self.drained.add(msg.node_id)
+
+    def drain(self, runner: Any, timeout_s: float) -> set[str]:
+        """Ask every live worker to stop and send its last rows; wait for all of them (or ``timeout_s``).
+        Returns the workers that did not answer."""
+        live = {client.id for client in runner.clients.all if client.state != STATE_MISSING}
+        if not live:
+            return set()
+        self.drained.clear()
+        runner.send_message(DRAIN, {})
+        deadline = time.monotonic() + timeout_s
+        while live - self.drained and time.monotonic() < deadline:
+            gevent.sleep(0.05)  # the receive loop runs meanwhile
+        late = live - self.drained
+        if late:
+            log.warning("history: %d worker(s) did not send their last rows within %.0f s", len(late), timeout_s)
+        return late
+
     def poll(self, clients: Any) -> None:
         """Note workers Locust marks missing (heartbeats stopped) and workers that left."""
         for client_id, record in self.records.items():
@@ -383,10 +416,13 @@ def install_master(environment: Environment) -> WorkerLedger:
         (PING, ledger.on_ping),
         (ROWS, ledger.on_rows),
         (BYE, ledger.on_bye),
+        (DRAINED, ledger.on_drained),
     ):
         runner.register_message(kind, listener)
     events.worker_connect.add_listener(ledger.on_connect)
     events.test_start.add_listener(lambda **_: ledger.write_token())  # the folder may be new (per swarm)
+    stop_timeout = float(getattr(environment, "stop_timeout", None) or 0.0)
+    events.test_stop.add_listener(lambda **_: ledger.drain(runner, stop_timeout + DRAIN_SLACK_S))
 
     def poll_forever() -> None:
         while True:
