@@ -236,8 +236,12 @@ def variants(
     ]
 
 
-def run_variants(target: Target, duration_s: int, fixed_rate: float, tmp: Path, results: Results) -> None:
+def run_variants(
+    target: Target, duration_s: int, fixed_rate: float, tmp: Path, results: Results, only: frozenset[str]
+) -> None:
     for name, launches, run_dir in variants(target, duration_s, fixed_rate, tmp):
+        if only and name not in only:
+            continue
         results.windows[name].append(measured(launches, duration_s, target))
         if run_dir is not None:
             results.history_checks.append(f"{name} #{len(results.windows[name])}: {history_check(run_dir)}")
@@ -256,9 +260,18 @@ def report(results: Results, wrk: float, fixed_rate: float, repeat: int) -> None
             f"Locust CPU {statistics.median([w.cpu_us for w in runs]):4.0f} us/req   "
             f"runs: {', '.join(f'{w.rate:,.0f}' for w in runs)}"
         )
-    throughput = ratio(results, "recorded", "plain", "rate")
-    shipped = ratio(results, "shipped", "plain", "rate")
-    print(f"max throughput, recorded / plain: {throughput:.3f}  shipped / plain: {shipped:.3f}  ({repeat} rounds)")
+    have = set(results.windows)
+    if {"plain", "recorded", "shipped"} <= have:
+        throughput = ratio(results, "recorded", "plain", "rate")
+        shipped = ratio(results, "shipped", "plain", "rate")
+        print(f"max throughput, recorded / plain: {throughput:.3f}  shipped / plain: {shipped:.3f}  ({repeat} rounds)")
+    if {"plain@rate", "open@rate", "recorded@rate"} <= have:
+        fixed_rate_ratios(results, fixed_rate)
+    for line in results.history_checks:
+        print(f"  {line}")
+
+
+def fixed_rate_ratios(results: Results, fixed_rate: float) -> None:
     recorder = statistics.median(
         [(r.cpu_us - o.cpu_us) / p.cpu_us for p, o, r in zip(
             results.windows["plain@rate"], results.windows["open@rate"], results.windows["recorded@rate"], strict=True)]
@@ -269,27 +282,29 @@ def report(results: Results, wrk: float, fixed_rate: float, repeat: int) -> None
         f"at {fixed_rate:,.0f} req/s, CPU per request vs plain: recorder {recorder:+.1%}, "
         f"open model {open_model:+.1%}, both {total:+.1%}"
     )
-    for line in results.history_checks:
-        print(f"  {line}")
 
 
-def measure(target: Target, duration_s: int, repeat: int, fixed_rate: float, accuracy_rate: float, tmp: Path) -> None:
+def measure(target: Target, args: argparse.Namespace, tmp: Path) -> None:
+    duration_s, repeat, fixed_rate, accuracy_rate = args.duration, args.repeat, args.fixed_rate, args.accuracy_rate
+    only = frozenset(name.strip() for name in args.only.split(",") if name.strip())
     load_before = os.getloadavg()[0]
     wrk = wrk_rate(target.url, duration_s)
     results = Results()
     for n in range(repeat):
-        run_variants(target, duration_s, fixed_rate, tmp / f"round-{n}", results)
-    acc = Launch(
-        headless(duration_s, SCENARIO, *tiered(target.state, tmp / "acc", accuracy_rate, USER_RATE), *processes())
-    )
-    measured([acc], duration_s, target)
-    accuracy = arrival_stats(read_history(tmp / "acc" / "history"))
+        run_variants(target, duration_s, fixed_rate, tmp / f"round-{n}", results, only)
     print(
         f"target: {target.url}  ({PROCESSES} Locust workers, {USERS} users flat out, {duration_s} s runs, "
         f"median of {repeat}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)"
     )
     print(f"wrk            {wrk:8,.0f} req/s")
     report(results, wrk, fixed_rate, repeat)
+    if accuracy_rate <= 0:
+        return
+    acc = Launch(
+        headless(duration_s, SCENARIO, *tiered(target.state, tmp / "acc", accuracy_rate, USER_RATE), *processes())
+    )
+    measured([acc], duration_s, target)
+    accuracy = arrival_stats(read_history(tmp / "acc" / "history"))
     print(
         f"accuracy at {accuracy_rate:,.0f} req/s: steady {accuracy.steady_rate:,.1f} req/s "
         f"({accuracy.steady_rate / accuracy_rate - 1:+.2%}), lag p50 {accuracy.lag_p50_ms:.1f} ms, "
@@ -312,7 +327,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per measurement (>= 8)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every variant")
     parser.add_argument("--fixed-rate", type=float, default=3000.0, help="req/s of the fixed-rate comparison")
-    parser.add_argument("--accuracy-rate", type=float, default=2000.0)
+    parser.add_argument("--accuracy-rate", type=float, default=2000.0, help="0: no accuracy run")
+    parser.add_argument(
+        "--only", default="", help="comma-separated variants to run (default: all), e.g. plain,recorded"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qq-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -321,10 +339,10 @@ def main() -> None:
                 target = Target(
                     envoy.url, envoy.url + "/calibrate", envoy.state_path, envoy.admin_url, envoy.request_counter
                 )
-                measure(target, args.duration, args.repeat, args.fixed_rate, args.accuracy_rate, tmp)
+                measure(target, args, tmp)
         else:
             state = args.state.resolve()
-            measure(stack_target(state), args.duration, args.repeat, args.fixed_rate, args.accuracy_rate, tmp)
+            measure(stack_target(state), args, tmp)
 
 
 if __name__ == "__main__":
