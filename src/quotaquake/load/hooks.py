@@ -28,6 +28,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from quotaquake.errors import UsageError
+from quotaquake.load.distributed import install_distribution
 from quotaquake.load.host import HostSampler, StackProcesses
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import HistoryRecorder
@@ -146,8 +147,8 @@ def install_scenario(events: Any, defaults: ScenarioDefaults, before_start: Befo
         try:
             if not isinstance(runner, WorkerRunner):
                 prepare_controller(environment, before_start)
-            if not isinstance(runner, MasterRunner):
-                install_recorder(environment)
+            recorder = install_recorder(environment) if not isinstance(runner, MasterRunner) else None
+            install_distribution(environment, recorder)  # master/worker: every worker's rows reach the master
         except UsageError as exc:
             exit_with_usage_error(exc)
 

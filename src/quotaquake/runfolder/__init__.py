@@ -3,8 +3,10 @@
 Layout (models in ``quotaquake.runfolder.models``, the history schema in ``quotaquake.runfolder.history``)::
 
     run.json                    RunInfo: what was asked for, against what (orchestrating process)
-    engine.json                 EngineRecord: the load engine's start, end, totals, seeds (Locust master)
-    history/                    request history, Parquet parts (every Locust worker process)
+    engine.json                 EngineRecord: the load engine's start, end, totals, seeds, workers (Locust master)
+    history/                    request history, Parquet parts (every Locust worker process, or the master
+                                for workers on other machines, which ship their parts to it)
+    .qq-master-token            the Locust master's token: workers that find it here share this folder
     locust_*.csv, locust.html   Locust's own stats and report; locust.log its output
     chaos/journal.json          Chaos Toolkit journal; chaostoolkit.log, chaos-output.txt its output
     chaos/probe-requests.jsonl  requests the experiment's probes sent through the gateway (chaos probes)
@@ -65,6 +67,11 @@ class RunFolder:
     @property
     def history_dir(self) -> Path:
         return self.path / "history"
+
+    @property
+    def master_token_file(self) -> Path:
+        """Written by a Locust master: a worker that finds the master's token here shares this folder."""
+        return self.path / ".qq-master-token"
 
     @property
     def locust_csv_prefix(self) -> Path:

@@ -59,12 +59,58 @@ class RunInfo(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class Delivery(StrEnum):
+    """How a Locust worker's history parts reached the master's run folder.
+
+    ``shared-folder``: the worker wrote them there itself (it found the master's token in the folder: same
+    machine or a shared file system); ``shipped``: it sent them to the master over Locust's messaging and
+    the master wrote them; ``none``: it never learned where they go (no answer from the master).
+    """
+
+    SHARED_FOLDER = "shared-folder"
+    SHIPPED = "shipped"
+    NONE = "none"
+
+
+class WorkerRecord(BaseModel):
+    """One Locust worker process that joined the master (``engine.json`` ``workers``), as the master saw it.
+
+    ``rows``: history rows of this worker in the master's run folder (parts the master wrote, plus the
+    rows the worker reported writing there itself); ``requests``: requests the worker recorded, from its
+    final report (``None``: no final report arrived: it died or its report came too late).
+    ``rows_elsewhere``: rows the worker wrote into its own folder instead (``spill_dir`` on ``host``),
+    because the master was not answering or did not take them fast enough. ``missing``: Locust's master
+    stopped hearing its heartbeat (killed, hung or cut off). Clock: ``clock_offset_ms`` = master clock minus
+    worker clock, from the lowest-round-trip of several pings at join; when its magnitude exceeds half the
+    round trip the worker shifted its rows' times by it (``clock_corrected``); ``clock_uncertainty_ms`` bounds
+    how far this worker's times may still be from the master's clock.
+    """
+
+    id: str  # Locust's client id of the worker
+    worker: str | None = None  # the history's ``worker`` column value (host-pid)
+    host: str | None = None
+    pid: int | None = None
+    delivery: Delivery = Delivery.NONE
+    rows: int = 0
+    requests: int | None = None
+    rows_elsewhere: int = 0
+    spill_dir: str | None = None
+    joined_at: datetime | None = None
+    left_at: datetime | None = None
+    missing: bool = False
+    final_report: bool = False
+    clock_offset_ms: float | None = None
+    clock_uncertainty_ms: float | None = None
+    clock_corrected: bool = False
+
+
 class EngineRecord(BaseModel):
     """``engine.json``: what the load engine itself recorded. Written only by the Locust master (or the
     single local runner): its start, its end and final counts when it quit, and the monthly usage it seeded.
 
     ``requests``/``failures`` are Locust's own totals over all workers, taken when every user had stopped
-    (``None`` while running, and for ever when Locust was killed before it could quit).
+    (``None`` while running, and for ever when Locust was killed before it could quit). A master also
+    records each worker that joined (``workers``, written when it quits).
     """
 
     engine: str = "locust"
@@ -73,6 +119,8 @@ class EngineRecord(BaseModel):
     requests: int | None = None
     failures: int | None = None
     monthly_seeds: list[MonthlySeed] = Field(default_factory=list)
+    distributed: bool = False  # a Locust master with workers (then ``workers`` lists every one that joined)
+    workers: list[WorkerRecord] = Field(default_factory=list)
 
 
 class FaultKind(StrEnum):
