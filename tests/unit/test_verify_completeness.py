@@ -64,3 +64,12 @@ def test_no_engine_record_or_no_end_of_the_run_is_incomplete() -> None:
 def test_failed_requests_exit_code_is_data_not_a_gap() -> None:
     assert judge(engine(), exit_code=1).status == "pass"  # Locust exits 1 when some requests failed
     assert judge(engine(), exit_code=2).status == "unknown"
+
+
+def test_requests_the_engine_dropped_make_the_run_incomplete() -> None:
+    # k6 dropped 3 ticks (no free VU): 100 rows = 100 requests k6 counted, but 103 were scheduled
+    record = engine().model_copy(update={"engine": "k6", "dropped_iterations": 3})
+    verdict = judge(record)
+    assert verdict.status == "unknown"
+    assert "dropped 3 scheduled request(s)" in verdict.summary and "--qq-max-vus" in verdict.summary
+    assert judge(engine().model_copy(update={"engine": "k6", "dropped_iterations": 0})).status == "pass"

@@ -8,7 +8,10 @@ Compared, from what the run folder itself says:
   it could quit writes no end and no totals;
 * the engine ran for the planned duration (``run.json``'s ``duration_s``), within ``STOP_SLACK_S``;
 * the history holds exactly the requests the engine counted: fewer rows means recorded requests were lost,
-  more means rows from elsewhere.
+  more means rows from elsewhere;
+* the engine sent every request its schedule planned: k6's arrival-rate executors drop a tick when no VU
+  is free (``dropped_iterations``), and a dropped request is one the system was never asked to answer,
+  typically while it was slowest, so the recorded latencies and quotas no longer cover the planned load.
 
 Incomplete is ``unknown`` (exit 3), not ``fail``: the system was not tested as planned, which is no proof
 that it is wrong; the summary starts with "incomplete" and says what is missing and what would decide it.
@@ -31,13 +34,14 @@ def check_completeness(run: RunData, thresholds: Thresholds) -> Verdict:
     """One verdict listing every way the run folder shows the run to be incomplete."""
     del thresholds
     rows = len(run.history)
-    missing = _orchestration_gaps(run.info) + _engine_gaps(run.engine, run.info, rows)
+    missing = _orchestration_gaps(run.info, run.engine) + _engine_gaps(run.engine, run.info, rows)
     evidence: dict[str, object] = {
         "history_rows": rows,
         "engine_requests": None if run.engine is None else run.engine.requests,
         "planned_duration_s": run.info.duration_s,
         "engine_duration_s": _engine_duration_s(run.engine),
         "load_exit_code": run.info.load_exit_code,
+        "dropped_iterations": None if run.engine is None else run.engine.dropped_iterations,
         "missing": missing,
     }
     if missing:
@@ -45,7 +49,7 @@ def check_completeness(run: RunData, thresholds: Thresholds) -> Verdict:
     return Verdict(CHECK, "pass", f"complete: {rows} requests recorded, as many as the load engine counted", evidence)
 
 
-def _orchestration_gaps(info: RunInfo) -> list[str]:
+def _orchestration_gaps(info: RunInfo, engine: EngineRecord | None) -> list[str]:
     gaps = []
     if info.ended_at is None:
         gaps.append("the run did not finish (run.json has no end time: the orchestrating process was killed?)")
@@ -53,7 +57,8 @@ def _orchestration_gaps(info: RunInfo) -> list[str]:
     if code is not None and code < 0:
         gaps.append(f"the load engine was killed by signal {-code}")
     elif code is not None and code > 1:  # Locust exits 1 when some requests failed: that is data, not a gap
-        gaps.append(f"the load engine exited with code {code} (see locust.log)")
+        name = "locust" if engine is None else engine.engine
+        gaps.append(f"the load engine exited with code {code} (see {name}'s log in the run folder)")
     return gaps
 
 
@@ -68,6 +73,11 @@ def _engine_gaps(engine: EngineRecord | None, info: RunInfo, rows: int) -> list[
     duration = _engine_duration_s(engine)
     if duration is not None and info.duration_s is not None and duration < info.duration_s - STOP_SLACK_S:
         gaps.append(f"the load stopped after {duration:.1f} s of {info.duration_s:g} s planned")
+    if engine.dropped_iterations:
+        gaps.append(
+            f"the load engine dropped {engine.dropped_iterations} scheduled request(s) (no free VU at their time); "
+            "a run without drops decides (more VUs: --qq-max-vus, or a lower rate)"
+        )
     if engine.requests is not None and rows != engine.requests:
         lost = engine.requests - rows
         gaps.append(
