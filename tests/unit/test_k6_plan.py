@@ -70,8 +70,8 @@ def test_picks_follow_the_scenarios_weights_and_seed() -> None:
 
 
 def test_vus_cover_the_rate_at_the_expected_latency_and_the_cap() -> None:
-    assert vus_for(300.0) == (20, 300)  # 300 x 0.05 s + 5; 300 x 1 s
-    assert vus_for(10_000.0) == (505, MAX_VUS)
+    assert vus_for(300.0) == (80, 300)  # 300 x 0.25 s + 5; 300 x 1 s
+    assert vus_for(10_000.0) == (MAX_VUS, MAX_VUS)
     assert vus_for(10_000.0, max_vus=100) == (100, 100)  # never more pre-allocated than allowed
     assert vus_for(0.5) == (1, 1)
 
@@ -81,7 +81,7 @@ def test_options_schedule_vus_and_a_stop_that_lets_requests_finish() -> None:
     options = k6_options(plan)
     scenario = options["scenarios"]["load"]  # type: ignore[index]
     assert scenario["executor"] == "ramping-arrival-rate" and scenario["startRate"] == 60
-    assert scenario["preAllocatedVUs"] == 20 and scenario["maxVUs"] == 300
+    assert scenario["preAllocatedVUs"] == 80 and scenario["maxVUs"] == 300
     assert scenario["gracefulStop"] == "4000ms"
     assert options["discardResponseBodies"] is True
 
@@ -135,3 +135,6 @@ def test_k6_runs_from_the_folder_without_the_callers_k6_variables(monkeypatch: p
     )
     env = k6_environment(context)
     assert "K6_DURATION" not in env and env["QUOTAQUAKE_STACK_ID"] == "s"
+    assert env["GOGC"] == "400"
+    monkeypatch.setenv("GOGC", "150")
+    assert k6_environment(context)["GOGC"] == "150"  # the caller's own choice stands

@@ -8,11 +8,13 @@ sends pick ``iterationInTest mod PICK_CYCLE``: the same choices, the same weight
 in JavaScript, and the history knows each request's caller and endpoint from its iteration number.
 
 **VUs.** An arrival-rate executor needs a free VU at each tick; by Little's law ``rate x latency`` VUs
-are busy on average. ``preAllocatedVUs`` covers the peak rate at ``EXPECTED_LATENCY_S`` (the seed's proxy
-p95 target) plus ``VU_MARGIN``; ``maxVUs`` covers it at ``LATENCY_CAP_S``, the mean latency the run
-declares it can absorb (k6 starts VUs beyond the pre-allocated ones during the run, as needed), at most
-``MAX_VUS`` unless ``--qq-max-vus`` says otherwise. Slower than that, k6 drops ticks and
-``dropped_iterations`` says how many.
+are busy on average. ``preAllocatedVUs`` covers the peak rate at ``PREALLOCATED_LATENCY_S`` (5 x the
+seed's 50 ms proxy p95 target) plus ``VU_MARGIN``: k6 adds VUs during the run only one at a time, so a
+latency spike or a CPU stall of the generator (the ticks it missed fire at once when it runs again) must
+find VUs ready. An idle VU costs memory only (~0.12 MB measured with 1000 VUs), no CPU. ``maxVUs`` covers
+the peak at ``LATENCY_CAP_S``, the mean latency the run declares it can absorb, at most ``MAX_VUS`` unless
+``--qq-max-vus`` says otherwise. Slower than that, k6 drops ticks and ``dropped_iterations`` says how
+many (the run is then incomplete: ``quotaquake.verify.checks.completeness``).
 
 **Graceful stop.** ``gracefulStop`` is the request timeout plus ``STOP_SLACK_S``: a request in flight when
 the duration ends completes (or times out) and is recorded. k6 discards the samples of an iteration it
@@ -38,11 +40,11 @@ from quotaquake.stack.state import StackState
 PICK_CYCLE = 10_000
 """Draws of the traffic mix the script cycles through (a consumer's share of them is its share of the load)."""
 
-EXPECTED_LATENCY_S = 0.05
+PREALLOCATED_LATENCY_S = 0.25
 LATENCY_CAP_S = 1.0
 VU_MARGIN = 5
 MAX_VUS = 2000
-"""Most VUs sized by rate (a VU with this script holds ~1 MB): beyond, pass ``--qq-max-vus``."""
+"""Most VUs sized by rate (~0.25 GB of k6 memory): beyond, pass ``--qq-max-vus``."""
 
 STOP_SLACK_S = 1.0
 RECORD_METRIC = "qq_response"
@@ -74,7 +76,7 @@ class K6Plan:
 
 def vus_for(peak_rate: float, max_vus: int | None = None) -> tuple[int, int]:
     """(preAllocatedVUs, maxVUs) for ``peak_rate`` req/s (see the module docstring)."""
-    pre = math.ceil(peak_rate * EXPECTED_LATENCY_S) + VU_MARGIN
+    pre = math.ceil(peak_rate * PREALLOCATED_LATENCY_S) + VU_MARGIN
     most = max_vus if max_vus is not None else min(MAX_VUS, math.ceil(peak_rate * LATENCY_CAP_S))
     return min(pre, most), max(most, 1)
 
