@@ -34,6 +34,13 @@ Lag ``sent - intended`` is then the delay between the tick and the request leavi
 to a VU, the script's work before the request, waiting for a connection. It is understated by at most the
 least-lagged request's own lag (tens of microseconds: the origin estimate absorbs it). A dropped tick has
 no lag to show: its request never left, and ``dropped_iterations`` counts it.
+
+Checked with k6 1.1.0 on this machine. ``startTime + iterationInTest x period`` as the intended time:
+5,002 requests at 1,000/s (20 VUs, no drop) had 4 sent up to 1.03 ms *before* that time (two VUs took
+their numbers in the other order); with 240 of 601 ticks dropped (3 VUs, 20 ms responses, 200/s) it put
+the lag p50 at 602 ms, every drop pushing the later numbers back a period. The matching above gave, for
+the same runs, no negative lag, and lag p50 0.53 / 0.59 ms, p99 3.2 / 1.6 ms; the origin it found was
+0.14 ms after ``startTime`` (constant executor).
 """
 
 from __future__ import annotations
