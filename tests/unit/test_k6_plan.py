@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections import Counter
 from dataclasses import replace
@@ -22,7 +23,7 @@ from quotaquake.load.k6.plan import (
     render_script,
     vus_for,
 )
-from quotaquake.load.k6.runner import k6_binary, k6_command, k6_environment
+from quotaquake.load.k6.runner import k6_binary, k6_command, k6_environment, reserved_port
 from quotaquake.load.options import ScenarioOptions
 from quotaquake.policy import load_policy
 from quotaquake.runfolder import RunFolder
@@ -138,3 +139,13 @@ def test_k6_runs_from_the_folder_without_the_callers_k6_variables(monkeypatch: p
     assert env["GOGC"] == "400"
     monkeypatch.setenv("GOGC", "150")
     assert k6_environment(context)["GOGC"] == "150"  # the caller's own choice stands
+
+
+def test_the_api_port_is_held_yet_k6_can_listen_on_it() -> None:
+    with reserved_port() as port:
+        with socket.socket() as k6_like:  # Go listens with SO_REUSEADDR
+            k6_like.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            k6_like.bind(("127.0.0.1", port))
+            k6_like.listen()
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))  # nobody else gets it meanwhile

@@ -20,10 +20,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +43,7 @@ from quotaquake.load.schedule import EpochClock
 from quotaquake.load.traffic import build_mix
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.models import EngineRecord, MonthlySeed
-from quotaquake.stack.processes import STACK_ID_ENV, free_port
+from quotaquake.stack.processes import STACK_ID_ENV
 from quotaquake.stack.state import STATE_ENV_VAR
 
 QUIT_GRACE_S = 30.0
@@ -151,9 +153,9 @@ def run_k6(context: RunContext) -> K6Result:
         f"{plan.pre_allocated_vus} VUs pre-allocated, at most {plan.max_vus}"
     )
     interrupted = False
-    with folder.k6_log.open("wb") as log:
+    with folder.k6_log.open("wb") as log, reserved_port() as api_port:
         process = subprocess.Popen(
-            k6_command(k6_binary(), folder, api_port := free_port()),
+            k6_command(k6_binary(), folder, api_port),
             cwd=folder.path,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -178,6 +180,19 @@ def run_k6(context: RunContext) -> K6Result:
         interrupted=interrupted,
         log_path=folder.k6_log,
     )
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A loopback port for k6's REST API, held (bound with ``SO_REUSEADDR``, not listening) until k6 is done.
+
+    k6 exits (code 106) when its API port is taken; Go listens with ``SO_REUSEADDR``, so k6 can bind the
+    held port while the kernel hands it to nobody else, where a port only found free could be taken before
+    k6 binds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def record_history(plan: K6Plan, folder: RunFolder, pid: int, console: Console) -> History | None:
