@@ -83,7 +83,7 @@ def k6_binary() -> str:
     return found
 
 
-def k6_options(context: RunContext) -> tuple[ScenarioFile, K6Options]:
+def scenario_options(context: RunContext) -> tuple[ScenarioFile, K6Options]:
     """The scenario file's declarations and the run's validated options (``UsageError`` when bad)."""
     scenario = read_scenario(context.request.scenario)
     request = context.request
@@ -139,19 +139,44 @@ def run_k6(context: RunContext) -> K6Result:
     re-raised, so the caller can still tear down and verify what was recorded.
     """
     folder = context.folder
-    scenario, options = k6_options(context)
+    scenario, plan = prepare(context)
+    record = EngineRecord(engine="k6", monthly_seeds=seed_before_start(scenario, plan, context))
+    folder.write_engine(record)
+    process, interrupted = execute(context)
+    ended = datetime.now(UTC) if process.returncode >= 0 else None
+    history = record_history(plan, folder, process.pid, context.console)
+    record = finish_record(record, folder, history, ended)
+    folder.write_engine(record)
+    return K6Result(
+        exit_code=process.returncode,
+        request_count=record.requests or 0,
+        failure_count=record.failures or 0,
+        dropped_iterations=record.dropped_iterations or 0,
+        interrupted=interrupted,
+        log_path=folder.k6_log,
+    )
+
+
+def prepare(context: RunContext) -> tuple[ScenarioFile, K6Plan]:
+    """The plan of the run, written into the folder as the k6 script."""
+    scenario, options = scenario_options(context)
     plan, warnings = build_plan(
         options.scenario, context.state, context.policy, context.request.duration_s, options.max_vus
     )
     for warning in warnings:
         context.console.print(f"[yellow]{warning}[/]")
-    folder.write_k6_script(render_script(plan))
-    record = EngineRecord(engine="k6", monthly_seeds=seed_before_start(scenario, plan, context))
-    folder.write_engine(record)
+    context.folder.write_k6_script(render_script(plan))
     context.console.print(
         f"k6: {plan.schedule.executor}, peak {plan.schedule.peak_rate:g} req/s, "
         f"{plan.pre_allocated_vus} VUs pre-allocated, at most {plan.max_vus}"
     )
+    return scenario, plan
+
+
+def execute(context: RunContext) -> tuple[subprocess.Popen[bytes], bool]:
+    """Run k6 on the folder's script until it exits (or Ctrl-C stops it); the process, and whether it was
+    interrupted."""
+    folder = context.folder
     interrupted = False
     with folder.k6_log.open("wb") as log, reserved_port() as api_port:
         process = subprocess.Popen(
@@ -168,18 +193,7 @@ def run_k6(context: RunContext) -> K6Result:
             interrupted = True
         finally:
             stop_group(process)
-    ended = datetime.now(UTC)
-    history = record_history(plan, folder, process.pid, context.console)
-    record = finish_record(record, folder, history, ended if process.returncode >= 0 else None)
-    folder.write_engine(record)
-    return K6Result(
-        exit_code=process.returncode,
-        request_count=record.requests or 0,
-        failure_count=record.failures or 0,
-        dropped_iterations=record.dropped_iterations or 0,
-        interrupted=interrupted,
-        log_path=folder.k6_log,
-    )
+    return process, interrupted
 
 
 @contextlib.contextmanager
