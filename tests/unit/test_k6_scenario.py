@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from quotaquake.context import RunRequest, validate_request
 from quotaquake.errors import UsageError
 from quotaquake.load.k6.scenario import parse_options, read_scenario
 from quotaquake.load.month import seed_month_quota
@@ -94,3 +96,25 @@ def test_options_take_the_file_defaults_and_the_command_line() -> None:
 def test_bad_options_are_one_usage_line(args: list[str], problem: str) -> None:
     with pytest.raises(UsageError, match=problem):
         parse_options(read_scenario(SCENARIOS / "tiered.py"), args, state=Path("s"), out=Path("o"), rate=1.0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"engine": "gatling"}, "--engine: 'gatling' is not one of locust, k6"),
+        ({"engine": "k6", "processes": 2}, "--processes: Locust's; --engine k6 runs one k6 process"),
+        ({"engine": "k6", "locust_args": ("--users", "3")}, "--users 3: not a --qq- scenario option"),
+        (
+            {"engine": "k6", "scenario": REPO / "benchmarks" / "load_plain_locustfile.py"},
+            "exactly one install_scenario",
+        ),
+    ],
+)
+def test_a_run_k6_cannot_do_is_refused_before_anything_starts(changes: dict[str, object], problem: str) -> None:
+    request = replace(RunRequest(scenario=SCENARIOS / "tiered.py", rate=10.0, duration_s=5.0), **changes)
+    with pytest.raises(UsageError, match=re.escape(problem)):
+        validate_request(request)  # type: ignore[arg-type]
+
+
+def test_a_run_k6_can_do_passes_validation() -> None:
+    validate_request(RunRequest(scenario=SCENARIOS / "quota-month.py", rate=10.0, duration_s=5.0, engine="k6"))
