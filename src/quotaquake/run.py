@@ -100,6 +100,7 @@ def stack_policy(state: StackState, request: RunRequest) -> Policy:
 
 def record_run(request: RunRequest, console: Console) -> RunFolder:
     """Validate, run the load (and chaos) against a stack and write the run folder; returns it."""
+    from quotaquake.load.host import sampling_host
     from quotaquake.load.runner import choose_processes
     from quotaquake.load.safety import check_target
 
@@ -124,7 +125,8 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         )
         info = run_info(context)
         folder.write_info(info)
-        exit_code = drive_load(context)
+        with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
+            exit_code = drive_load(context)
         info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code})
         folder.write_info(info)
         snapshot_server_side(context, info)

@@ -13,6 +13,7 @@ Layout (models in ``quotaquake.runfolder.models``, the history schema in ``quota
     chaos/probe-requests.jsonl  requests the experiment's probes sent through the gateway (chaos probes)
     faults.json                 fault windows derived from the journal (orchestrating process)
     prometheus.json             server-side counters over the run window (orchestrating process)
+    host.jsonl                  the machine each second during the load: CPU, pressure, who used it (host sampler)
     verdicts.json               verification; index.html and junit.xml: the report
 
 Readers turn a missing, truncated or corrupt file into a one-line ``ConfigError`` naming the file
@@ -37,6 +38,7 @@ from quotaquake.runfolder.history import check_parts, part_paths
 from quotaquake.runfolder.models import (
     EngineRecord,
     FaultWindow,
+    HostSample,
     K6Summary,
     ProbeRequest,
     PrometheusSnapshot,
@@ -129,6 +131,10 @@ class RunFolder:
     @property
     def prometheus_file(self) -> Path:
         return self.path / "prometheus.json"
+
+    @property
+    def host_file(self) -> Path:
+        return self.path / "host.jsonl"
 
     @property
     def verdicts_file(self) -> Path:
@@ -226,6 +232,31 @@ class RunFolder:
 
     def write_prometheus(self, snapshot: PrometheusSnapshot) -> None:
         _write_text(self.prometheus_file, snapshot.model_dump_json(indent=2))
+
+    # -- host.jsonl -----------------------------------------------------------------------------------------
+    def append_host_sample(self, sample: HostSample) -> None:
+        """Append one sample as a line (one ``write`` of the whole line)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self.host_file.open("a", encoding="utf-8") as out:
+            out.write(sample.model_dump_json() + "\n")
+
+    def read_host_samples(self) -> list[HostSample]:
+        """The host samples in file order; none without a file. A last line without its newline (the
+        sampler was killed mid-write) is left out; any other bad line is a ``ConfigError``."""
+        if not self.host_file.is_file():
+            return []
+        text = _read_bytes(self.host_file).decode("utf-8", "replace")
+        lines = text.split("\n")
+        complete = lines[:-1]  # the text after the last newline is empty, or a line cut short
+        samples = []
+        for number, line in enumerate(complete, 1):
+            if not line.strip():
+                continue
+            try:
+                samples.append(HostSample.model_validate_json(line))
+            except ValidationError as exc:
+                raise _problem(self.host_file, exc, f"line {number}") from None
+        return samples
 
     # -- chaos ---------------------------------------------------------------------------------------------
     def read_probe_requests(self) -> list[ProbeRequest]:

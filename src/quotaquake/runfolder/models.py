@@ -148,7 +148,11 @@ class PrometheusSnapshot(BaseModel):
     """``prometheus.json``: server-side counts over the run window, taken from the target's Prometheus
     before the stack went down. Written by the orchestrating process.
 
-    ``decision_p99_ms``: the limiter's decision-time p99 from its histogram over the window.
+    ``decision_p99_ms``/``decision_p50_ms``: the limiter's decision-time p99/p50 from its histogram over the
+    window (``histogram_quantile``, interpolated within a bucket); ``decision_count``: decisions in the window;
+    ``decision_buckets``: per bucket edge ``le`` (seconds, as Prometheus writes it), the decisions that took
+    at most that long over the window, so checks can count exactly how many decisions met a target that is
+    a bucket edge.
     """
 
     url: str
@@ -158,6 +162,9 @@ class PrometheusSnapshot(BaseModel):
     rejected_429: float | None = None
     degraded_decisions: float | None = None
     decision_p99_ms: float | None = None
+    decision_p50_ms: float | None = None
+    decision_count: float | None = None  # limiter decisions over the window (histogram _count difference)
+    decision_buckets: dict[str, float] | None = None  # cumulative decisions <= each bucket edge (seconds, "+Inf")
     queries: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
 
@@ -173,3 +180,44 @@ class ProbeRequest(BaseModel):
     method: str
     path: str
     status: int | None  # None: no response (timeout, connection error)
+
+
+WAKE_DELAY_EDGES_MS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+"""Upper edges (ms) of the scheduler-delay buckets of ``HostSample.wake_delay_counts``; one more bucket
+(the last count) holds the delays above the last edge."""
+
+
+class HostSample(BaseModel):
+    """``host.jsonl`` lines: one second of the machine that ran the load, sampled by the orchestrating process.
+
+    Written by the host sampler (``quotaquake.load.host``): ``quotaquake run`` around the load, or the Locust
+    master of a plain ``locust -f`` run. Shares are in [0, 1] of the interval; CPU use is in cores (1.0 = one
+    core busy for the whole interval). ``t`` is the epoch second at the end of the interval.
+
+    ``psi_some``: share of the interval in which at least one runnable task waited for a CPU (Linux PSI
+    ``/proc/pressure/cpu`` "some" total; ``psi_some_avg10`` its kernel 10 s average in percent); ``None`` where
+    the kernel has no PSI. ``runnable``: tasks running or waiting for a CPU at the sample (``procs_running``,
+    the sampler itself included). ``stack_on_host``: False when the target runs elsewhere (external
+    provider), ``None`` when it runs here but its processes are not known (containers); ``stack_cpu`` and
+    ``stack_wait`` (threads of the stack waiting in a run queue, on average) are then ``None``.
+    ``wake_delay_counts``: how long a probe thread, waking every few ms, waited in the run queue before it
+    ran (the scheduler delay any process of this machine met), counted per ``WAKE_DELAY_EDGES_MS`` bucket.
+    """
+
+    t: float
+    interval_s: float
+    cores: int
+    cpu_busy: list[float]  # per core, share of the interval not idle (steal excluded)
+    steal: float = 0.0
+    load1: float = 0.0
+    runnable: int = 0
+    psi_some: float | None = None
+    psi_some_avg10: float | None = None
+    generator_cpu: float = 0.0
+    generator_max_process_cpu: float = 0.0
+    generator_processes: int = 0
+    stack_on_host: bool | None = True
+    stack_cpu: float | None = None
+    stack_processes: int = 0
+    stack_wait: float | None = None
+    wake_delay_counts: list[int] = Field(default_factory=list)
