@@ -21,11 +21,9 @@ from tests.integration.test_run_end_to_end import failing, quotaquake_run
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 BURST = ("--scenario", "scenarios/burst.py", "--rate", "400", "--duration", "15s")
-RECORDED_CHECKS = ("quota-accuracy", "headers", "error-budget", "prometheus-crosscheck")
-"""Checks of what the engine recorded: each must pass for the correct stack, whichever engine sent the load."""
-SERVER_SLO = "limiter-latency"
-"""The limiter's decision-time p99 from its own histogram: a property of the stack on this machine, not of
-the engine (on a machine at load average 6 it missed the CI target under both engines alike)."""
+RECORDED_CHECKS = ("quota-accuracy", "headers", "prometheus-crosscheck")
+"""Checks of what the engine recorded that 15 s decide: each must pass for the correct stack, whichever
+engine sent the load (the statistical ones, latency and error budget, may stay unknown after 15 s)."""
 
 
 def assert_engine_recorded(run: Path, engine: str) -> None:
@@ -41,11 +39,11 @@ def assert_engine_recorded(run: Path, engine: str) -> None:
 @pytest.mark.parametrize("engine", ["locust", "k6"])
 def test_correct_stack_passes_under_either_engine(tmp_path: Path, engine: str) -> None:
     code, verdicts, output = quotaquake_run(tmp_path, *BURST, "--engine", engine)
-    assert failing(verdicts) <= {SERVER_SLO}, output[-4000:]
+    assert failing(verdicts) == set(), output[-4000:]
     for check in RECORDED_CHECKS:
         assert verdicts[check]["status"] == "pass", (check, verdicts[check])
     assert verdicts["completeness"]["status"] in ("pass", "unknown"), verdicts["completeness"]  # unknown: drops
-    assert code in (0, 1, 3), output[-2000:]
+    assert code in (0, 3), output[-2000:]
     assert_engine_recorded(tmp_path / "run", engine)
 
 
