@@ -112,3 +112,12 @@ def test_an_empty_history_is_incomplete_even_when_the_engine_agrees() -> None:
     run.engine = engine(requests=0)
     verdict = check_completeness(run, Thresholds())
     assert verdict.status == "unknown" and "the history is empty" in verdict.summary
+
+
+def test_requests_the_engine_dropped_make_the_run_incomplete() -> None:
+    # k6 dropped 3 ticks (no free VU): 100 rows = 100 requests k6 counted, but 103 were scheduled
+    record = engine().model_copy(update={"engine": "k6", "dropped_iterations": 3})
+    verdict = judge(record)
+    assert verdict.status == "unknown"
+    assert "dropped 3 scheduled request(s)" in verdict.summary and "--qq-max-vus" in verdict.summary
+    assert judge(engine().model_copy(update={"engine": "k6", "dropped_iterations": 0})).status == "pass"

@@ -8,6 +8,9 @@ Layout (models in ``quotaquake.runfolder.models``, the history schema in ``quota
                                 for workers on other machines, which ship their parts to it)
     .qq-master-token            the Locust master's token: workers that find it here share this folder
     locust_*.csv, locust.html   Locust's own stats and report; locust.log its output
+    k6-script.js                the k6 script of a ``--engine k6`` run (plan inlined: re-runnable with ``k6 run``)
+    k6-samples.csv.gz           k6's every metric sample (``--out csv``): what history/ is converted from
+    k6-summary.json, k6.log     k6's end-of-test summary (``--summary-export``) and its output
     chaos/journal.json          Chaos Toolkit journal; chaostoolkit.log, chaos-output.txt its output
     chaos/probe-requests.jsonl  requests the experiment's probes sent through the gateway (chaos probes)
     faults.json                 fault windows derived from the journal (orchestrating process)
@@ -38,6 +41,7 @@ from quotaquake.runfolder.models import (
     EngineRecord,
     FaultWindow,
     HostSample,
+    K6Summary,
     ProbeRequest,
     PrometheusSnapshot,
     RunInfo,
@@ -89,6 +93,23 @@ class RunFolder:
     @property
     def locust_log(self) -> Path:
         return self.path / "locust.log"
+
+    @property
+    def k6_script(self) -> Path:
+        return self.path / "k6-script.js"
+
+    @property
+    def k6_samples(self) -> Path:
+        """k6's CSV output, gzipped (k6 compresses because of the ``.gz`` name)."""
+        return self.path / "k6-samples.csv.gz"
+
+    @property
+    def k6_summary(self) -> Path:
+        return self.path / "k6-summary.json"
+
+    @property
+    def k6_log(self) -> Path:
+        return self.path / "k6.log"
 
     @property
     def chaos_dir(self) -> Path:
@@ -177,6 +198,14 @@ class RunFolder:
 
     def write_engine(self, record: EngineRecord) -> None:
         _write_text(self.engine_file, record.model_dump_json(indent=2))
+
+    # -- k6 ------------------------------------------------------------------------------------------------
+    def write_k6_script(self, text: str) -> None:
+        _write_text(self.k6_script, text)
+
+    def read_k6_summary(self) -> K6Summary | None:
+        """k6's summary export, or ``None`` when k6 wrote none (killed before the end of its test)."""
+        return _read_model(self.k6_summary, K6Summary) if self.k6_summary.is_file() else None
 
     # -- history -------------------------------------------------------------------------------------------
     def history_parts(self) -> list[Path]:

@@ -107,6 +107,7 @@ class WorkerRecord(BaseModel):
 class EngineRecord(BaseModel):
     """``engine.json``: what the load engine itself recorded. Written only by the Locust master (or the
     single local runner): its start, its end and final counts when it quit, and the monthly usage it seeded.
+    For ``engine="k6"`` the orchestrating process writes it from k6's own summary, after k6 exited.
 
     ``requests``/``failures`` are Locust's own totals over all workers, taken when every user had stopped
     (``None`` while running, and for ever when Locust was killed before it could quit). A master also
@@ -121,6 +122,23 @@ class EngineRecord(BaseModel):
     monthly_seeds: list[MonthlySeed] = Field(default_factory=list)
     distributed: bool = False  # a Locust master with workers (then ``workers`` lists every one that joined)
     workers: list[WorkerRecord] = Field(default_factory=list)
+    dropped_iterations: int | None = None  # scheduled sends the engine never made (k6: no free VU); None: n/a
+
+
+class K6Summary(BaseModel):
+    """``k6-summary.json`` (``k6 run --summary-export``): written by k6; quotaquake reads its metrics.
+
+    ``metrics[name]``: a counter has ``count``/``rate``; a rate (``http_req_failed``) ``passes`` (true
+    samples: failed requests), ``fails`` and ``value``; a trend its ``summaryTrendStats``.
+    """
+
+    metrics: dict[str, dict[str, object]] = Field(default_factory=dict)
+
+    def number(self, metric: str, field: str) -> int:
+        """A metric's whole-number field (``count``, ``passes``); 0 when k6 never sampled the metric (a
+        counter without a sample, e.g. no dropped iteration, is left out of the export)."""
+        value = self.metrics.get(metric, {}).get(field)
+        return int(value) if isinstance(value, int | float) else 0
 
 
 class FaultKind(StrEnum):

@@ -14,6 +14,9 @@ Compared, from what the run folder itself says:
   folder as requests it recorded (none left in its own folder); the workers' rows add up to the history.
   The largest clock uncertainty between a worker and the master is in the evidence
   (``clock_uncertainty_ms``): how far apart two workers' times may be beyond what the history shows.
+* the engine sent every request its schedule planned: k6's arrival-rate executors drop a tick when no VU
+  is free (``dropped_iterations``), and a dropped request is one the system was never asked to answer,
+  typically while it was slowest, so the recorded latencies and quotas no longer cover the planned load.
 
 Incomplete is ``unknown`` (exit 3), not ``fail``: the system was not tested as planned, which is no proof
 that it is wrong; the summary starts with "incomplete" and says what is missing and what would decide it.
@@ -36,7 +39,11 @@ def check_completeness(run: RunData, thresholds: Thresholds) -> Verdict:
     """One verdict listing every way the run folder shows the run to be incomplete."""
     del thresholds
     rows = len(run.history)
-    missing = _orchestration_gaps(run.info) + _engine_gaps(run.engine, run.info, rows) + _worker_gaps(run.engine, rows)
+    missing = (
+        _orchestration_gaps(run.info, run.engine)
+        + _engine_gaps(run.engine, run.info, rows)
+        + _worker_gaps(run.engine, rows)
+    )
     workers = [] if run.engine is None else run.engine.workers
     evidence: dict[str, object] = {
         "history_rows": rows,
@@ -44,6 +51,7 @@ def check_completeness(run: RunData, thresholds: Thresholds) -> Verdict:
         "planned_duration_s": run.info.duration_s,
         "engine_duration_s": _engine_duration_s(run.engine),
         "load_exit_code": run.info.load_exit_code,
+        "dropped_iterations": None if run.engine is None else run.engine.dropped_iterations,
         "missing": missing,
         "workers": [_worker_evidence(w) for w in workers],
         "clock_uncertainty_ms": max((w.clock_uncertainty_ms or 0.0 for w in workers), default=None),
@@ -53,7 +61,7 @@ def check_completeness(run: RunData, thresholds: Thresholds) -> Verdict:
     return Verdict(CHECK, "pass", f"complete: {rows} requests recorded, as many as the load engine counted", evidence)
 
 
-def _orchestration_gaps(info: RunInfo) -> list[str]:
+def _orchestration_gaps(info: RunInfo, engine: EngineRecord | None) -> list[str]:
     gaps = []
     if info.ended_at is None:
         gaps.append("the run did not finish (run.json has no end time: the orchestrating process was killed?)")
@@ -61,7 +69,8 @@ def _orchestration_gaps(info: RunInfo) -> list[str]:
     if code is not None and code < 0:
         gaps.append(f"the load engine was killed by signal {-code}")
     elif code is not None and code > 1:  # Locust exits 1 when some requests failed: that is data, not a gap
-        gaps.append(f"the load engine exited with code {code} (see locust.log)")
+        name = "locust" if engine is None else engine.engine
+        gaps.append(f"the load engine exited with code {code} (see {name}'s log in the run folder)")
     return gaps
 
 
@@ -76,6 +85,11 @@ def _engine_gaps(engine: EngineRecord | None, info: RunInfo, rows: int) -> list[
     duration = _engine_duration_s(engine)
     if duration is not None and info.duration_s is not None and duration < info.duration_s - STOP_SLACK_S:
         gaps.append(f"the load stopped after {duration:.1f} s of {info.duration_s:g} s planned")
+    if engine.dropped_iterations:
+        gaps.append(
+            f"the load engine dropped {engine.dropped_iterations} scheduled request(s) (no free VU at their time); "
+            "a run without drops decides (more VUs: --qq-max-vus, or a lower rate)"
+        )
     if rows == 0:
         gaps.append("the history is empty: no request was recorded in this run folder")
     elif engine.requests is not None and rows != engine.requests:
