@@ -10,7 +10,8 @@ event model expects. What happens in each process:
   it validates the options, checks the target with the safety guard, writes ``run.json``, and at test
   start, before seeding, resets the consumers' quota state (``--qq-initial-state reset``, the default;
   ``quotaquake.load.initial_state``) and records it in ``run.json``. Under ``quotaquake run``
-  (``--qq-orchestrated``) that command did all of it already;
+  (``--qq-orchestrated``) that command did all of it already, and samples the host (``host.jsonl``),
+  which a plain run's master does itself in a greenlet;
 * worker or local runner: the history recorder listens to ``request`` and writes parts.
 
 Bad input exits with status 2 and one line on stderr (no traceback).
@@ -24,10 +25,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import gevent
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from quotaquake.errors import UsageError
+from quotaquake.load.distributed import install_distribution
+from quotaquake.load.host import HostSampler, StackProcesses
 from quotaquake.load.initial_state import kept_initial_state, reset_initial_state
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import HistoryRecorder
@@ -83,6 +87,8 @@ def plain_run_info(runtime: ScenarioRuntime, parsed: Any) -> RunInfo:
         duration_s=float(parsed.run_time) if getattr(parsed, "run_time", None) else None,
         started_at=datetime.now(UTC),
         provider=state.provider,
+        stack_id=state.stack_id,
+        prometheus_url=state.require_endpoints().prometheus,
         replicas=state.replicas,
         defect=state.defect,
         model=state.model,
@@ -108,16 +114,21 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
     if not environment.host:
         environment.host = runtime.state.require_endpoints().gateway
     record = EngineRecord()
+    host = None if runtime.options.orchestrated else HostSampler(folder, StackProcesses(runtime.options.state))
 
     def on_test_start(**_: Any) -> None:
         if not runtime.options.orchestrated and folder.is_run():
             record_initial_state(runtime, folder)
         record.started_at = datetime.now(UTC)
+        if host is not None and host.start_probe():  # a plain run samples its host (else ``quotaquake run``)
+            gevent.spawn(host.run, gevent.sleep)
         if before_start is not None:
             record.monthly_seeds = [*record.monthly_seeds, *before_start(runtime)]
         folder.write_engine(record)
 
     def on_quit(**_: Any) -> None:
+        if host is not None:
+            host.stop()
         total = environment.stats.total
         record.ended_at = datetime.now(UTC)
         record.requests, record.failures = int(total.num_requests), int(total.num_failures)
@@ -148,8 +159,8 @@ def install_scenario(events: Any, defaults: ScenarioDefaults, before_start: Befo
         try:
             if not isinstance(runner, WorkerRunner):
                 prepare_controller(environment, before_start)
-            if not isinstance(runner, MasterRunner):
-                install_recorder(environment)
+            recorder = install_recorder(environment) if not isinstance(runner, MasterRunner) else None
+            install_distribution(environment, recorder)  # master/worker: every worker's rows reach the master
         except UsageError as exc:
             exit_with_usage_error(exc)
 
