@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from quotaquake.errors import UsageError
+from quotaquake.stack import kong
 from quotaquake.stack.docker import provider as docker_stack
-from quotaquake.stack.state import StackState
+from quotaquake.stack.state import Consumer, StackState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,3 +93,10 @@ def test_stub_image_runs_the_stub_module_on_port_3000() -> None:
     dockerfile = (REPO / "stack" / "docker" / "Dockerfile").read_text()
     assert 'CMD ["python", "-m", "quotaquake.services.stub_api", "--host", "0.0.0.0", "--port", "3000"]' in dockerfile
     assert "COPY src/quotaquake /app/quotaquake" in dockerfile
+
+
+def test_kong_counts_consumers_by_entity_id_and_keyless_clients_by_ip() -> None:
+    assert docker_stack.kong_identifier(Consumer(id="free-1", tier="free", key="k")) == kong.entity_id(
+        "consumer", "free-1"
+    )
+    assert docker_stack.kong_identifier(Consumer(id="anon:198.51.100.9", tier="anonymous", key="")) == "198.51.100.9"

@@ -67,25 +67,17 @@ def test_bad_weights_name_the_option(text: str) -> None:
     [
         (["--qq-rate", "0"], "--qq-rate"),
         (["--qq-max-in-flight", "0"], "--qq-max-in-flight"),
+        (["--qq-shape", "sine"], "--qq-shape"),
+        (["--qq-target", "elsewhere"], "--qq-target"),
         (["--qq-anon-ips", "0"], "--qq-anon-ips"),
         (["--qq-endpoints", "identify=1"], "--qq-endpoints"),
         (["--qq-timeout", "0"], "--qq-timeout"),
+        (["--qq-initial-state", "fresh"], "--qq-initial-state"),
     ],
 )
 def test_bad_values_name_the_option(argv: list[str], option: str) -> None:
     with pytest.raises(UsageError, match=option):
         parse(*argv)
-
-
-@pytest.mark.parametrize(("option", "value"), [("qq_shape", "sine"), ("qq_target", "elsewhere")])
-def test_values_outside_the_choices_name_the_option(option: str, value: str) -> None:
-    """The command line refuses them (argparse choices); a namespace from elsewhere (the web UI form) too."""
-    parser = argparse.ArgumentParser()
-    add_options(parser, ScenarioDefaults())
-    namespace = parser.parse_args([])
-    setattr(namespace, option, value)
-    with pytest.raises(UsageError, match="--" + option.replace("_", "-")):
-        ScenarioOptions.from_namespace(namespace)
 
 
 def test_every_option_but_the_orchestration_flag_is_a_web_ui_field() -> None:
@@ -107,3 +99,8 @@ def test_default_out_dir_is_stable_within_a_process() -> None:
     """Locust's web UI re-parses the options at every page load: the default folder must not move."""
     first = parse().out
     assert parse().out == first
+
+
+def test_initial_state_is_reset_unless_kept() -> None:
+    assert parse().initial_state == "reset"
+    assert parse("--qq-initial-state", "keep").initial_state == "keep"

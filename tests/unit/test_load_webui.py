@@ -44,7 +44,7 @@ def test_form_values_are_converted_like_the_command_line() -> None:
     [
         ({"qq_rate": "abc"}, "--qq-rate: 'abc' is not a valid value"),
         ({"qq_max_in_flight": "2.5"}, "--qq-max-in-flight: '2.5' is not a valid value"),
-        ({"qq_shape": "sine"}, "--qq-shape: 'sine' is not one of steady, ramp, step, spike"),
+        ({"qq_shape": "sine"}, "--qq-shape: 'sine' is not one of steady, ramp, step, spike"),  # from_namespace
         ({"qq_rate": "0"}, "--qq-rate: 0 must be greater than 0"),
         ({"run_time": "soon"}, "run time: 'soon' is not a duration"),
         ({"run_time": "3h"}, "duration 10800 s: above the cap"),

@@ -14,12 +14,14 @@ event model expects. What happens in each process:
   Locust's final counts, why it stopped and the generator's own account (``quotaquake.load.generator``).
   For a plain ``locust -f`` run the master also orchestrates: it validates the options (and every web UI
   form, ``quotaquake.load.webui``), checks the target with the safety guard, writes ``run.json`` per
-  swarm and samples the host into the swarm's ``host.jsonl`` (``quotaquake.load.host``, a greenlet from
-  ``test_start`` to ``test_stop``). Under ``quotaquake run`` (``--qq-orchestrated``) that command does all
-  three itself;
+  swarm, at each swarm's start resets the consumers' quota state before seeding (``--qq-initial-state
+  reset``, the default; ``quotaquake.load.initial_state``) and records it in ``run.json``, and samples the
+  host into the swarm's ``host.jsonl`` (``quotaquake.load.host``, a greenlet from ``test_start`` to
+  ``test_stop``). Under ``quotaquake run`` (``--qq-orchestrated``) that command does all of it itself;
 * worker or local runner (``install_recorder``): the history recorder listens to ``request`` and writes parts
   (flushed at each ``test_stop``, so a swarm's rows stay in its folder);
-* worker (``install_worker_stop``): the drain, SIGINT, and a watch on a ``--processes`` master.
+* worker (``install_worker_stop``): the drain, SIGINT, and a watch on a ``--processes`` master;
+* master and workers (``quotaquake.load.distributed``): every worker's rows reach the master's run folder.
 
 Bad input exits with status 2 and one line on stderr (no traceback).
 """
@@ -40,8 +42,10 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from quotaquake.errors import UsageError
+from quotaquake.load.distributed import install_distribution
 from quotaquake.load.generator import GeneratorReports, Role, process_report
 from quotaquake.load.host import HostSampler, StackProcesses
+from quotaquake.load.initial_state import kept_initial_state, reset_initial_state
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import HistoryRecorder
 from quotaquake.load.runtime import ScenarioRuntime, build_runtime, retire_runtime, runtime_for
@@ -164,6 +168,7 @@ class Controller:
             warn_ignored_user_count(self.parsed, runtime.options)
         if not self.orchestrated:
             folder.write_info(plain_run_info(runtime, self.parsed, None if self.headless else number))
+            record_initial_state(runtime, folder)  # before the seeds and the first request
         record = EngineRecord(started_at=datetime.now(UTC), swarm=None if self.headless else number)
         self.swarm = swarm = Swarm(number, folder, record)
         self.record_settings(record)
@@ -242,6 +247,13 @@ def qq_actions(parser: Any | None) -> dict[str, argparse.Action]:
     return {a.dest: a for a in parser._actions if a.dest.startswith("qq_")}
 
 
+def record_initial_state(runtime: ScenarioRuntime, folder: RunFolder) -> None:
+    """A plain run's master: reset the consumers' quota state (or keep it) and record it in ``run.json``."""
+    keep = runtime.options.initial_state == "keep"
+    established = kept_initial_state() if keep else reset_initial_state(runtime.state)
+    folder.write_info(established.apply(folder.read_info()))
+
+
 def install_scenario(events: Any, defaults: ScenarioDefaults, before_start: BeforeStart | None = None) -> None:
     """Register the quotaquake listeners on Locust's ``events`` (call once from the scenario file)."""
     parsers: list[Any] = []  # the first parser is the one Locust parsed the run's options with
@@ -257,10 +269,10 @@ def install_scenario(events: Any, defaults: ScenarioDefaults, before_start: Befo
         try:
             if not isinstance(runner, WorkerRunner):
                 prepare_controller(environment, before_start, parsers[0] if parsers else None)
-            if not isinstance(runner, MasterRunner):
-                install_recorder(environment)
+            recorder = install_recorder(environment) if not isinstance(runner, MasterRunner) else None
             if isinstance(runner, WorkerRunner):
                 install_worker_stop(environment)
+            install_distribution(environment, recorder)  # master/worker: every worker's rows reach the master
         except UsageError as exc:
             exit_with_usage_error(exc)
         events_of_run: Any = environment.events

@@ -8,7 +8,7 @@ plain ``locust -f`` run: a greenlet) and appends one ``HostSample`` per interval
   running or runnable at the sample (``/proc/loadavg``); Linux PSI ``/proc/pressure/cpu`` "some" (share of
   the interval in which a runnable task waited for a CPU, from the counter's difference, and ``avg10``);
 * the CPU (cores) used by the generator's processes: this process and its descendants whose command is
-  Locust (``locust -f`` or ``python -m locust``; forked ``--processes`` workers included);
+  Locust (``locust -f`` or ``python -m locust``; forked ``--processes`` workers included) or k6;
 * the CPU used by the stack's processes: every process in the process group of a service of the state
   file (each local service runs in its own session; restarted services are found by re-reading the file),
   and how many of their threads waited in a run queue on average (``/proc/<pid>/task/*/schedstat``);
@@ -48,7 +48,7 @@ PROBE_PERIOD_S = 0.005
 """The probe thread sleeps this long between wake-ups: ~200 delay measurements a second for ~0.5 % of a core."""
 PSI_CPU = Path("/proc/pressure/cpu")
 LOADAVG = Path("/proc/loadavg")
-LOCUST_COMMANDS = frozenset({"locust"})
+LOCUST_COMMANDS = frozenset({"locust", "k6"})  # k6: the generator of `quotaquake run --engine k6`
 
 
 def _native_thread_tools() -> tuple[Callable[..., object], Callable[[float], None]]:

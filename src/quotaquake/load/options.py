@@ -20,6 +20,7 @@ from quotaquake.load.schedule import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_USER_RAT
 from quotaquake.stack.state import state_path
 
 SHAPES = ("steady", "ramp", "step", "spike")
+INITIAL_STATES = ("reset", "keep")
 TARGETS = ("api", "calibrate")
 Target = Literal["api", "calibrate"]
 
@@ -83,13 +84,12 @@ def add_options(parser: Any, defaults: ScenarioDefaults) -> None:
         help="max requests in flight at once, whole run (split over the users, at least 1 each); "
         "when reached, the next send waits (recorded as lag)",
     )
-    option("--qq-shape", default=defaults.shape, choices=SHAPES, help=f"load shape: {', '.join(SHAPES)}")
+    option("--qq-shape", default=defaults.shape, help=f"load shape: {', '.join(SHAPES)}")
     option("--qq-tiers", default=defaults.tiers, help="tier weights, e.g. free=4,pro=1,anonymous=1")
     option("--qq-endpoints", default=defaults.endpoints, help="endpoint weights, e.g. /identify=6")
     option(
         "--qq-target",
         default="api",
-        choices=TARGETS,
         help="api (the mix) or calibrate (gateway direct response)",
     )
     option(
@@ -108,6 +108,12 @@ def add_options(parser: Any, defaults: ScenarioDefaults) -> None:
         web=False,
         action="store_true",
         help="set by `quotaquake run`: it writes run.json; the scenario writes only its own files",
+    )
+    option(
+        "--qq-initial-state",
+        default="reset",
+        help="reset: the master resets the scenario's consumers' quota state at test start (recorded in "
+        "run.json); keep: leave it (the initial state is then unknown). Ignored with --qq-orchestrated",
     )
     option(
         "--qq-month-headroom",
@@ -175,6 +181,7 @@ class ScenarioOptions:
     month_headroom: float = 50.0
     orchestrated: bool = False
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    initial_state: str = "reset"  # reset | keep
 
     @property
     def plan(self) -> RatePlan:
@@ -197,6 +204,11 @@ class ScenarioOptions:
         _require(ns.qq_month_headroom >= 0, f"--qq-month-headroom: {ns.qq_month_headroom:g} must be >= 0")
         max_in_flight = getattr(ns, "qq_max_in_flight", DEFAULT_MAX_IN_FLIGHT)
         _require(max_in_flight >= 1, f"--qq-max-in-flight: {max_in_flight} must be at least 1")
+        initial_state = getattr(ns, "qq_initial_state", "reset")
+        _require(
+            initial_state in INITIAL_STATES,
+            f"--qq-initial-state: {initial_state!r} is not one of {', '.join(INITIAL_STATES)}",
+        )
         endpoints = parse_weights(ns.qq_endpoints, "--qq-endpoints")
         for path in endpoints:
             _require(path.startswith("/"), f"--qq-endpoints: endpoint {path!r} must start with '/'")
@@ -218,4 +230,5 @@ class ScenarioOptions:
             month_headroom=float(ns.qq_month_headroom),
             orchestrated=bool(getattr(ns, "qq_orchestrated", False)),
             max_in_flight=int(max_in_flight),
+            initial_state=initial_state,
         )

@@ -60,6 +60,51 @@ class RunInfo(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class Delivery(StrEnum):
+    """How a Locust worker's history parts reached the master's run folder.
+
+    ``shared-folder``: the worker wrote them there itself (it found the master's token in the folder: same
+    machine or a shared file system); ``shipped``: it sent them to the master over Locust's messaging and
+    the master wrote them; ``none``: it never learned where they go (no answer from the master).
+    """
+
+    SHARED_FOLDER = "shared-folder"
+    SHIPPED = "shipped"
+    NONE = "none"
+
+
+class WorkerRecord(BaseModel):
+    """One Locust worker process that joined the master (``engine.json`` ``workers``), as the master saw it.
+
+    ``rows``: history rows of this worker in the master's run folder (parts the master wrote, plus the
+    rows the worker reported writing there itself); ``requests``: requests the worker recorded, from its
+    final report (``None``: no final report arrived: it died or its report came too late).
+    ``rows_elsewhere``: rows the worker wrote into its own folder instead (``spill_dir`` on ``host``),
+    because the master was not answering or did not take them fast enough. ``missing``: Locust's master
+    stopped hearing its heartbeat (killed, hung or cut off). Clock: ``clock_offset_ms`` = master clock minus
+    worker clock, from the lowest-round-trip of several pings at join; when its magnitude exceeds half the
+    round trip the worker shifted its rows' times by it (``clock_corrected``); ``clock_uncertainty_ms`` bounds
+    how far this worker's times may still be from the master's clock.
+    """
+
+    id: str  # Locust's client id of the worker
+    worker: str | None = None  # the history's ``worker`` column value (host-pid)
+    host: str | None = None
+    pid: int | None = None
+    delivery: Delivery = Delivery.NONE
+    rows: int = 0
+    requests: int | None = None
+    rows_elsewhere: int = 0
+    spill_dir: str | None = None
+    joined_at: datetime | None = None
+    left_at: datetime | None = None
+    missing: bool = False
+    final_report: bool = False
+    clock_offset_ms: float | None = None
+    clock_uncertainty_ms: float | None = None
+    clock_corrected: bool = False
+
+
 class GeneratorProcess(BaseModel):
     """One Locust process of the run as it reported itself once its users had stopped (``engine.json``
     ``generator.processes``). Counts cover the process's users from its test start to its report.
@@ -177,14 +222,17 @@ class EngineSetting(BaseModel):
 class EngineRecord(BaseModel):
     """``engine.json``: what the load engine itself recorded. Written only by the Locust master (or the
     single local runner): its start, its end and final counts when it quit, and the monthly usage it seeded.
+    For ``engine="k6"`` the orchestrating process writes it from k6's own summary, after k6 exited.
 
     ``requests``/``failures`` are Locust's own totals over all workers, taken when every user had stopped
-    (``None`` while running, and for ever when Locust was killed before it could quit).
+    (``None`` while running, and for ever when Locust was killed before it could quit). A master also
+    records each worker that joined (``workers``, written when it quits).
     ``stop_reason``: why the load stopped (``completed``: the run time was over; ``signal SIGTERM``,
     ``signal SIGINT``; ``duration cap``: no run time was given and the cap was reached; ``stopped``: the web
-    UI's stop or another runner stop). ``swarm``: the swarm's number in a web UI run (1, 2, ...), else None.
-    ``settings``: every option value the run used and its source; ``config_files``: the configuration files
-    that supplied at least one of them. ``generator``: the generator's own limits (``GeneratorRecord``).
+    UI's stop or another runner stop; ``quit``: Locust shut down). ``swarm``: the swarm's number in a web UI
+    run (1, 2, ...), else None. ``settings``: every option value the run used and its source;
+    ``config_files``: the configuration files that supplied at least one of them. ``generator``: the
+    generator's own limits (``GeneratorRecord``).
     """
 
     engine: str = "locust"
@@ -193,11 +241,30 @@ class EngineRecord(BaseModel):
     requests: int | None = None
     failures: int | None = None
     monthly_seeds: list[MonthlySeed] = Field(default_factory=list)
+    distributed: bool = False  # a Locust master with workers (then ``workers`` lists every one that joined)
+    workers: list[WorkerRecord] = Field(default_factory=list)
+    dropped_iterations: int | None = None  # scheduled sends the engine never made (k6: no free VU); None: n/a
     stop_reason: str | None = None
     swarm: int | None = None
     generator: GeneratorRecord | None = None
     settings: list[EngineSetting] = Field(default_factory=list)
     config_files: list[str] = Field(default_factory=list)
+
+
+class K6Summary(BaseModel):
+    """``k6-summary.json`` (``k6 run --summary-export``): written by k6; quotaquake reads its metrics.
+
+    ``metrics[name]``: a counter has ``count``/``rate``; a rate (``http_req_failed``) ``passes`` (true
+    samples: failed requests), ``fails`` and ``value``; a trend its ``summaryTrendStats``.
+    """
+
+    metrics: dict[str, dict[str, object]] = Field(default_factory=dict)
+
+    def number(self, metric: str, field: str) -> int:
+        """A metric's whole-number field (``count``, ``passes``); 0 when k6 never sampled the metric (a
+        counter without a sample, e.g. no dropped iteration, is left out of the export)."""
+        value = self.metrics.get(metric, {}).get(field)
+        return int(value) if isinstance(value, int | float) else 0
 
 
 class FaultKind(StrEnum):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,12 +49,13 @@ from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import ExecWaitStrategy, HttpWaitStrategy, LogMessageWaitStrategy
 
 from quotaquake.errors import StackError, UsageError
-from quotaquake.policy import DEFAULT_POLICY_PATH, Policy, load_policy
+from quotaquake.policy import ANONYMOUS_TIER, DEFAULT_POLICY_PATH, Policy, load_policy
 from quotaquake.stack import kong
 from quotaquake.stack.consumers import fresh_consumer, plan_consumers
 from quotaquake.stack.docker.handles import container_handle, wait_until
 from quotaquake.stack.processes import free_port
 from quotaquake.stack.provider import ProviderOptions, ServiceHandle
+from quotaquake.stack.quota_reset import delete_kong_counters
 from quotaquake.stack.state import Consumer, Endpoints, ServiceRecord, StackState, write_state
 from quotaquake.stack.status import ServiceHealth, stack_health
 
@@ -275,6 +277,24 @@ class DockerProvider:
         consumer = fresh_consumer(tier)
         kong.execute_plan(endpoints.replica_admin[0], kong.consumer_calls(policy, consumer, REDIS_ALIAS, REDIS_PORT))
         return consumer
+
+    def reset_consumers(self, state: StackState, consumers: Sequence[Consumer]) -> None:
+        """Delete Kong's rate-limiting counters of ``consumers`` in the stack's Redis (policy ``redis``).
+
+        Kong counts a consumer under its entity id (deterministic: ``kong.entity_id``) and a keyless
+        client under its IP (``limit_by: ip``; given as consumer ``anon:<ip>`` of tier anonymous)."""
+        redis_url = state.require_endpoints().redis
+        if not redis_url:
+            raise StackError("redis", f"stack {state.stack_id} has no Redis endpoint to reset")
+        delete_kong_counters(redis_url, [kong_identifier(c) for c in consumers])
+
+
+def kong_identifier(consumer: Consumer) -> str:
+    """What Kong's rate-limiting plugin counts ``consumer`` under: its consumer entity id, or the client
+    IP of a keyless client (``anon:<ip>``)."""
+    if consumer.tier == ANONYMOUS_TIER:
+        return consumer.id.removeprefix("anon:")
+    return kong.entity_id("consumer", consumer.id)
 
 
 def remove_stack(client: docker.DockerClient, state: StackState) -> None:
