@@ -143,6 +143,7 @@ def run_info(context: RunContext) -> RunInfo:
         replicas=state.replicas,
         defect=state.defect,
         model=state.model,
+        kong=state.kong,
         policy=context.policy,
         command=["quotaquake", *sys.argv[1:]],
         locust_processes=context.processes,
@@ -181,7 +182,7 @@ def finish_chaos(chaos: ChaosRun, context: RunContext) -> None:
 
     code = chaos.wait(CHAOS_GRACE_S)
     journal = context.folder.journal_file
-    windows = fault_windows(journal, context.policy) if chaos.started() and journal.exists() else []
+    windows = fault_windows(journal, context.policy, context.state.kong) if chaos.started() and journal.exists() else []
     context.folder.write_faults(windows)
     verdict = {0: "steady state held", 1: "deviated or failed"}.get(code, "did not run")
     context.console.print(f"chaos: experiment {verdict} (exit {code}); {len(windows)} fault window(s)")
@@ -214,7 +215,7 @@ def link_journal(folder: RunFolder, journal: Path, console: Console) -> None:
     from quotaquake.chaos.journal import fault_windows
 
     info = folder.read_info()
-    windows = fault_windows(journal, info.policy)
+    windows = fault_windows(journal, info.policy, info.kong)
     if journal.resolve() != folder.journal_file.resolve():
         folder.chaos_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(journal, folder.journal_file)
