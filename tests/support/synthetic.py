@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numba import njit
 
+from quotaquake.kongspec import KongSpec
 from quotaquake.policy import Policy, refill_per_second
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.history import SCHEMA
@@ -407,6 +408,10 @@ def frame_from_rows(rows: list[dict[str, Any]], t0_s: float = START_S) -> pd.Dat
             "retry_after": numbers("retry_after", np.nan),
             "degraded": strings("degraded", None),
             "upstream_ms": numbers("upstream_ms", np.nan),
+            "rl_limit_month": numbers("rl_limit_month", np.nan),
+            "rl_remaining_month": numbers("rl_remaining_month", np.nan),
+            "rl_window_limit": numbers("rl_window_limit", np.nan),
+            "rl_window_remaining": numbers("rl_window_remaining", np.nan),
         },
         copy=False,
     )
@@ -423,6 +428,8 @@ def run_data(
     replicas: int = 3,
     monthly_seeds: dict[str, float] | None = None,
     t0_s: float = START_S,
+    prometheus_url: str | None = None,
+    kong: KongSpec | None = None,
 ) -> RunData:
     """A ``RunData`` around ``history`` (e.g. from ``frame_from_rows``) without a run folder."""
     info = RunInfo.model_validate(
@@ -433,7 +440,9 @@ def run_data(
             "started_at": datetime.fromtimestamp(t0_s, tz=UTC),
             "replicas": replicas,
             "model": model,
+            "kong": kong,
             "policy": policy,
+            "prometheus_url": prometheus_url,
         }
     )
     seeds = [MonthlySeed(consumer=k, used=v) for k, v in (monthly_seeds or {}).items()]

@@ -24,11 +24,12 @@ from quotaquake.verify.data.grouping import group_rows
 from quotaquake.verify.data.phases import is_steady, phase_codes, phase_labels
 from quotaquake.verify.data.rundata import RunData
 from quotaquake.verify.thresholds import Thresholds
-from quotaquake.verify.verdict import Status, Verdict
+from quotaquake.verify.verdict import NOT_APPLICABLE, Status, Verdict
 
 CHECK = "latency"
 LIMITER_CHECK = "limiter-latency"
 MIN_SAMPLES = 20
+KONG_LATENCY = "kong_latency_ms"  # Kong's prometheus plugin: latency added by Kong and its plugins (exporter.lua:113)
 F64 = npt.NDArray[np.float64]
 
 
@@ -143,9 +144,20 @@ def _by_endpoint(run: RunData) -> Iterator[EndpointLatency]:
 
 
 def check_limiter_latency(run: RunData, thresholds: Thresholds) -> Verdict:
-    """The limiter's decision-time p99 (Prometheus histogram over the run) < ``slo.limiter_decision_p99_ms``."""
+    """The limiter's decision-time p99 (Prometheus histogram over the run) < ``slo.limiter_decision_p99_ms``.
+
+    Not applicable when the target declares no Prometheus. Kong (``model: kong``): its own
+    ``kong_kong_latency_ms`` histogram (every plugin's time, rate-limiting included) bounds the decision
+    time from above: pass when that bound is below the limit, else unknown (never fail: the rate-limiting
+    share of Kong's time is not measured).
+    """
     snapshot = run.prometheus
     limit = thresholds.slo.limiter_decision_p99_ms
+    if snapshot is None and run.info.prometheus_url is None:
+        reason = "the target declares no Prometheus: the rate-limit decision time is not measurable"
+        return Verdict(LIMITER_CHECK, NOT_APPLICABLE, reason, {"limit_ms": limit})
+    if run.info.model == "kong" and snapshot is not None and not snapshot.error:
+        return _kong_latency_bound(snapshot.latency_buckets.get(KONG_LATENCY), limit)
     p99 = None if snapshot is None else snapshot.decision_p99_ms
     evidence: dict[str, object] = {"decision_p99_ms": p99, "limit_ms": limit}
     if snapshot is None:
@@ -156,6 +168,33 @@ def check_limiter_latency(run: RunData, thresholds: Thresholds) -> Verdict:
     if p99 >= limit:
         return Verdict(LIMITER_CHECK, "fail", f"limiter decision p99 {p99:.2f} ms >= {limit:g} ms", evidence)
     return Verdict(LIMITER_CHECK, "pass", f"limiter decision p99 {p99:.2f} ms < {limit:g} ms", evidence)
+
+
+def _kong_latency_bound(buckets: dict[str, float] | None, limit: float) -> Verdict:
+    """p99 of Kong's own latency <= the smallest bucket bound holding 99 % of the window's requests."""
+    bound = bucket_quantile_bound(buckets or {}, 0.99)
+    evidence: dict[str, object] = {"kong_latency_p99_at_most_ms": bound, "limit_ms": limit, "buckets": buckets}
+    if bound is None:
+        return Verdict(LIMITER_CHECK, "unknown", f"no {KONG_LATENCY} histogram over the run in the snapshot", evidence)
+    if bound < limit:
+        summary = f"Kong's own latency (all plugins) p99 <= {bound:g} ms < {limit:g} ms: the rate-limit check is faster"
+        return Verdict(LIMITER_CHECK, "pass", summary, evidence)
+    summary = (
+        f"Kong's own latency p99 <= {bound:g} ms (bucket bound) does not show < {limit:g} ms, and the rate-limiting "
+        "plugin's share of it is not measured"
+    )
+    return Verdict(LIMITER_CHECK, "unknown", summary, evidence)
+
+
+def bucket_quantile_bound(buckets: dict[str, float], q: float) -> float | None:
+    """The smallest finite bucket upper bound whose cumulative count reaches ``q`` of the total (``+Inf``):
+    an upper bound of the ``q`` quantile (Prometheus buckets are ``<= le``). ``None`` without observations or
+    when only ``+Inf`` reaches it."""
+    total = buckets.get("+Inf")
+    if not total:
+        return None
+    finite = sorted((float(le), count) for le, count in buckets.items() if le != "+Inf")
+    return next((le for le, count in finite if count >= q * total), None)
 
 
 @njit(cache=True)
