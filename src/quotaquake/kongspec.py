@@ -120,17 +120,17 @@ class KongSpec(BaseModel):
         return "registry" if self.policy == "cluster" else None
 
     @classmethod
-    def from_policy(cls, policy: Policy, **settings: object) -> KongSpec:
-        """The spec of a Kong provisioned from ``policy`` (``stack.kong``): its tiers, the anonymous
+    def from_policy(cls, quota: Policy, /, **settings: object) -> KongSpec:
+        """The spec of a Kong provisioned from the quota policy ``quota`` (``stack.kong``): its tiers, the anonymous
         consumer's limits, the policy's Redis timeout, and the nearest Kong degradation (``fail-open-local``
         -> ``fault_tolerant`` (unlimited pass-through), ``fail-closed`` -> not (HTTP 500));
         ``settings`` override any field."""
-        tiers = {name: KongLimits.from_policy(limits) for name, limits in policy.tiers.items()}
+        tiers = {name: KongLimits.from_policy(limits) for name, limits in quota.tiers.items()}
         values: dict[str, object] = {
             "tiers": tiers,
-            "anonymous": KongLimits.from_policy(policy.anonymous),
-            "redis_timeout_ms": math.ceil(policy.degradation.redis_timeout_ms),
-            "fault_tolerant": policy.degradation.on_redis_unavailable is not DegradationMode.FAIL_CLOSED,
+            "anonymous": KongLimits.from_policy(quota.anonymous),
+            "redis_timeout_ms": math.ceil(quota.degradation.redis_timeout_ms),
+            "fault_tolerant": quota.degradation.on_redis_unavailable is not DegradationMode.FAIL_CLOSED,
             **settings,
         }
         return cls.model_validate(values)

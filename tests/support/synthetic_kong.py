@@ -28,7 +28,7 @@ import pandas as pd
 
 from quotaquake.kongspec import KongSpec
 from quotaquake.policy import Policy
-from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder import RunFolder, append_probe_requests
 from quotaquake.runfolder.models import (
     EngineRecord,
     Expectation,
@@ -36,6 +36,7 @@ from quotaquake.runfolder.models import (
     FaultWindow,
     InitialState,
     MonthlySeed,
+    ProbeRequest,
     RunInfo,
     ServiceRole,
 )
@@ -63,6 +64,9 @@ class KongRun:
     month_seeds: dict[str, int] = field(default_factory=dict)
     initial_state: InitialState = InitialState.RESET
     counters: Counters = field(default_factory=collections.Counter)
+    probes: list[tuple[float, str]] = field(default_factory=list)  # (offset s, consumer): chaos probe requests
+    probe_answers: list[tuple[int, str, str]] = field(default_factory=list)  # filled: (sent ns, status, consumer)
+    ledger: bool = True  # the probes' requests are recorded in chaos/probe-requests.jsonl
 
 
 def kong_consumers(per_tier: int = 2, rate: float = 3.0) -> tuple[SyntheticConsumer, ...]:
@@ -99,6 +103,11 @@ def simulate_kong(run: KongRun) -> pd.DataFrame:
             clock = sent + int(rng.uniform(0.0, 0.5) * (done - sent))
             incr = clock + int(rng.uniform(0.0, 1.0) * (done - clock))
             rows.append({"consumer": consumer, "sent": sent, "latency": latency, "clock": clock, "incr": incr})
+    by_id = {c.id: c for c in run.consumers}
+    for offset, consumer_id in run.probes:  # counted by Kong like any request, absent from the history
+        sent = t0 + int(offset * 1e9)
+        rows.append({"consumer": by_id[consumer_id], "sent": sent, "latency": 2.0, "clock": sent, "incr": sent,
+                     "probe": True})  # fmt: skip
     for month_consumer, used in run.month_seeds.items() if run.defect != "ignore-seed" else ():
         key_start = int(window_start_ns("month", np.array([t0], dtype=np.int64))[0])
         run.counters[(month_consumer, "month", key_start)] = used
@@ -111,7 +120,9 @@ def simulate_kong(run: KongRun) -> pd.DataFrame:
             run.counters.clear()  # Redis restarted empty
             cleared = True
         _decide(run, row, fault)
-    return _frame(run, sorted(rows, key=lambda r: int(r["sent"])))  # type: ignore[call-overload]
+    run.probe_answers = [(int(str(r["sent"])), str(r["status"]), r["consumer"].id) for r in rows if r.get("probe")]  # type: ignore[union-attr]
+    recorded = [r for r in rows if not r.get("probe")]
+    return _frame(run, sorted(recorded, key=lambda r: int(r["sent"])))  # type: ignore[call-overload]
 
 
 def _decide(run: KongRun, row: dict[str, object], fault: tuple[int, int] | None) -> None:
@@ -213,6 +224,10 @@ def write_kong_run(run_dir: Path, run: KongRun) -> pd.DataFrame:
     folder.write_engine(
         EngineRecord(started_at=started, ended_at=ended, requests=len(history), failures=0, monthly_seeds=seeds)
     )
-    if run.redis_fault is not None:
-        folder.write_faults([redis_kill_window(run)])
+    if run.redis_fault is not None or run.probes:
+        folder.write_faults([redis_kill_window(run)] if run.redis_fault is not None else [])
+    if run.probes and run.ledger:
+        requests = [ProbeRequest(t=sent / 1e9 + 0.002, probe="known_consumer_works", method="GET", path="/health",
+                                 status=int(status), consumer=consumer) for sent, status, consumer in run.probe_answers]  # fmt: skip
+        append_probe_requests(folder.probe_ledger, requests)
     return history

@@ -145,6 +145,22 @@ def test_hidden_headers_leave_admissions_undecided(tmp_path: Path):
     assert statuses(outcome)["headers"] == "pass"
 
 
+def test_chaos_probe_requests_with_a_consumers_key_count_in_its_windows(tmp_path: Path):
+    # known_consumer_works sends GET /health with a provisioned key: Kong counts it (no exemption, the plugin is
+    # consumer-scoped), so the next answers' Remaining skip it; the probe ledger names the consumer
+    probes = [(float(t), "free-1") for t in (5, 6, 7, 35, 36)]
+    run = KongRun(POLICY, SPEC, (SyntheticConsumer("free-1", "free", 1.0),), 60.0, probes=probes)
+    assert statuses(verified(tmp_path, run, "ledger"))["quota-accuracy"] == "pass"
+    unrecorded = KongRun(POLICY, SPEC, (SyntheticConsumer("free-1", "free", 1.0),), 60.0, probes=probes, ledger=False)
+    # without a ledger the skipped counts may be the harness's own requests: unknown, never a false fail
+    quota = verified(tmp_path, unrecorded, "no-ledger").verdict("quota-accuracy")
+    assert quota.status == "unknown" and "no ledger recorded" in quota.summary
+    # but unrecorded requests never make Kong admit more: an over-admission still fails
+    over = KongRun(POLICY, SPEC, (SyntheticConsumer("free-1", "free", 4.0),), 60.0, probes=probes, ledger=False,
+                   actual_limits={"free-1": {"minute": 120, "month": 50000}})  # fmt: skip
+    assert statuses(verified(tmp_path, over, "over"))["quota-accuracy"] == "fail"
+
+
 # --------------------------------------------------------------------------------------------- Redis kill
 
 

@@ -20,6 +20,9 @@ What the run established about the counters when it started:
   possibly counted;
 * requests the chaos probes sent with a consumer's key (``probe-requests.jsonl``) count in its windows:
   they enter its history as possibly counted (answered at ``t``, sent at most ``PROBE_SPAN_S`` before).
+  When an experiment ran without a probe ledger, requests nobody recorded may have been counted: they can
+  only lower what Kong shows or make it stop earlier, never admit more, so then only over-admission fails
+  and a header or rejection the history cannot explain is unknown.
 """
 
 from __future__ import annotations
@@ -112,7 +115,20 @@ def _judge_identity(run: RunData, rows: KongRows, k: int, flags: npt.NDArray[np.
         inside = segment.rows >= 0
         np.bitwise_or.at(flags, segment.rows[inside], verdict.flags[inside])
     status = compose(v.status for v in verdicts) if verdicts else "unknown"
-    return _identity_row(run, identity, mine, verdicts, status)
+    extra: list[str] = []
+    if status == "fail" and run.chaos_ran and not run.probe_ledger and not _over_admitted(verdicts):
+        status = "unknown"
+        extra.append(
+            "the experiment's probes sent requests no ledger recorded, which Kong may have counted: the headers "
+            "and 429s the history cannot explain may be theirs (run with QUOTAQUAKE_PROBE_LEDGER)"
+        )
+    return _identity_row(run, identity, mine, verdicts, status, extra)
+
+
+def _over_admitted(verdicts: Sequence[ConsumerVerdict]) -> bool:
+    """Certain over-admission: extra, unrecorded requests can never explain it."""
+    flagged = any(bool(np.any(v.flags & (FLAG_OVER_ADMITTED | FLAG_IN_OVER_WINDOW))) for v in verdicts)
+    return flagged or any(w.min_excess_admissions > 0 for v in verdicts for w in v.windows)
 
 
 # -------------------------------------------------------------------------------------------- segments
@@ -210,10 +226,15 @@ def _seeded(run: RunData, identity: KongIdentity) -> dict[str, tuple[int, int]]:
 
 
 def _identity_row(
-    run: RunData, identity: KongIdentity, mine: I64, verdicts: Sequence[ConsumerVerdict], status: Status
+    run: RunData,
+    identity: KongIdentity,
+    mine: I64,
+    verdicts: Sequence[ConsumerVerdict],
+    status: Status,
+    extra: Sequence[str] = (),
 ) -> dict[str, object]:
     statuses = np.asarray(run.history["status"])[mine]
-    reasons = [r for v in verdicts for r in v.reasons]
+    reasons = [*extra, *(r for v in verdicts for r in v.reasons)]
     bad_windows = [w for v in verdicts for w in v.windows if w.status != "pass"]
     return {
         "consumer": identity.name,
