@@ -227,7 +227,10 @@ def write_kong_run(run_dir: Path, run: KongRun) -> pd.DataFrame:
     if run.redis_fault is not None or run.probes:
         folder.write_faults([redis_kill_window(run)] if run.redis_fault is not None else [])
     if run.probes and run.ledger:
-        requests = [ProbeRequest(t=sent / 1e9 + 0.002, probe="known_consumer_works", method="GET", path="/health",
-                                 status=int(status), consumer=consumer) for sent, status, consumer in run.probe_answers]  # fmt: skip
+        requests = [
+            ProbeRequest(t=sent / 1e9 + 0.002, probe="known_consumer_works", method="GET", path="/health",
+                         status=int(status), consumer=consumer)
+            for sent, status, consumer in run.probe_answers
+        ]  # fmt: skip
         append_probe_requests(folder.probe_ledger, requests)
     return history
