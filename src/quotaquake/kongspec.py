@@ -69,7 +69,8 @@ class KongSpec(BaseModel):
     counted per client address (``limit_by: ip``); ``None`` when no anonymous consumer is configured
     (keyless and unknown keys then get 401). ``forwarded_ip_trusted``: Kong takes the client address from
     ``X-Forwarded-For`` (``trusted_ips``/``real_ip_header``), so each simulated keyless IP has its own
-    counter; else every keyless and unknown-key request of the generator shares one counter.
+    counter; else (Kong's default: ``trusted_ips`` empty, ``kong.conf.default:930``) every keyless and
+    unknown-key request of the generator shares one counter.
     ``replicas``/``workers_per_replica``: Kong nodes and nginx workers (local and redis-async count per
     node / per worker). ``increment_lag_ms`` (local/cluster): assumed bound on how long an increment may
     stay invisible (Kong gives none). ``clock_skew_ms``: bound on |Kong node clock - generator clock|.
@@ -93,7 +94,7 @@ class KongSpec(BaseModel):
     clock_skew_ms: Annotated[float, Field(ge=0)] = 100.0
     tiers: dict[str, KongLimits] = Field(default_factory=dict)
     anonymous: KongLimits | None = None
-    forwarded_ip_trusted: bool = True
+    forwarded_ip_trusted: bool = False
     cors_preflight: bool = False
 
     @model_validator(mode="after")

@@ -67,6 +67,7 @@ class KongRun:
     probes: list[tuple[float, str]] = field(default_factory=list)  # (offset s, consumer): chaos probe requests
     probe_answers: list[tuple[int, str, str]] = field(default_factory=list)  # filled: (sent ns, status, consumer)
     ledger: bool = True  # the probes' requests are recorded in chaos/probe-requests.jsonl
+    store_errors: float = 0.0  # share of limited requests whose Redis call fails (a timeout) outside faults
 
 
 def kong_consumers(per_tier: int = 2, rate: float = 3.0) -> tuple[SyntheticConsumer, ...]:
@@ -78,8 +79,10 @@ def kong_consumers(per_tier: int = 2, rate: float = 3.0) -> tuple[SyntheticConsu
     return tuple(consumers)
 
 
-def identifier(consumer: SyntheticConsumer) -> str:
-    return "peer" if consumer.tier == "invalid" else consumer.id
+def identifier(consumer: SyntheticConsumer, spec: KongSpec) -> str:
+    """Kong's counter: keyless clients per forwarded IP when Kong trusts X-Forwarded-For, else the peer's."""
+    keyless = consumer.tier == "invalid" or (consumer.tier == "anonymous" and not spec.forwarded_ip_trusted)
+    return "peer" if keyless else consumer.id
 
 
 def _limits(run: KongRun, consumer: SyntheticConsumer) -> dict[str, int]:
@@ -115,6 +118,8 @@ def simulate_kong(run: KongRun) -> pd.DataFrame:
         None if run.redis_fault is None else (t0 + int(run.redis_fault[0] * 1e9), t0 + int(run.redis_fault[1] * 1e9))
     )
     cleared = False
+    for row in rows:
+        row["store_error"] = bool(rng.random() < run.store_errors)
     for row in sorted(rows, key=lambda r: int(r["incr"])):  # type: ignore[call-overload]
         if fault is not None and not cleared and int(row["incr"]) > fault[1]:  # type: ignore[call-overload]
             run.counters.clear()  # Redis restarted empty
@@ -134,11 +139,11 @@ def _decide(run: KongRun, row: dict[str, object], fault: tuple[int, int] | None)
     if not limits:
         return
     clock = int(str(row["clock"]))
-    if fault is not None and fault[0] <= int(str(row["incr"])) <= fault[1]:
+    if row.get("store_error") or (fault is not None and fault[0] <= int(str(row["incr"])) <= fault[1]):
         failing_open = run.spec.fault_tolerant != (run.defect in ("500-on-fault", "pass-on-fault"))
         row["status"] = 200 if failing_open else 500
         return
-    name = identifier(consumer)
+    name = identifier(consumer, run.spec)
     keys = {p: (name, p, int(window_start_ns(p, np.array([clock], dtype=np.int64))[0])) for p in limits}
     decision = kong_decision(limits, {p: run.counters[keys[p]] for p in limits}, clock // 1_000_000_000)
     if decision.admitted or run.defect != "no-count-429":

@@ -15,6 +15,7 @@ import pytest
 
 from quotaquake.kongspec import KongLimits, KongSpec
 from quotaquake.policy import Policy, load_policy
+from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.models import InitialState
 from quotaquake.verify.checks.expressiveness import check_expressiveness
 from quotaquake.verify.data.rundata import load_run
@@ -25,7 +26,7 @@ from tests.support.synthetic import SyntheticConsumer
 from tests.support.synthetic_kong import KongRun, kong_consumers, write_kong_run
 
 POLICY = load_policy()
-SPEC = KongSpec.from_policy(POLICY, replicas=3, clock_skew_ms=10.0)
+SPEC = KongSpec.from_policy(POLICY, replicas=3, clock_skew_ms=10.0, forwarded_ip_trusted=True)  # the docker stack
 
 
 def verified(tmp_path: Path, run: KongRun, name: str = "run") -> Outcome:
@@ -54,6 +55,20 @@ def test_correct_kong_passes_a_tiered_run(tmp_path: Path):
     assert result["prometheus-crosscheck"] == result["limiter-latency"] == "not-applicable"
     assert result["policy-expressiveness"] == "not-applicable"
     assert outcome.exit_code == 0
+
+
+def test_keyless_clients_share_one_counter_when_kong_ignores_x_forwarded_for(tmp_path: Path):
+    # Kong's default trusted_ips is empty (kong.conf.default:930): X-Forwarded-For is ignored, so every keyless
+    # client and unknown key counts under the generator's own address (handler.lua:86, pdk/client.lua:92-96)
+    untrusted = SPEC.model_copy(update={"forwarded_ip_trusted": False})
+    run = KongRun(POLICY, untrusted, kong_consumers(1, 3.0), 70.0)
+    assert statuses(verified(tmp_path, run, "declared"))["quota-accuracy"] == "pass"
+    # declaring the wrong one is caught: the per-IP counters this Kong kept do not fit one shared counter
+    run_dir = tmp_path / "misdeclared"
+    write_kong_run(run_dir, KongRun(POLICY, SPEC, kong_consumers(1, 3.0), 70.0))  # Kong trusted X-Forwarded-For
+    folder = RunFolder(run_dir)
+    folder.write_info(folder.read_info().model_copy(update={"kong": untrusted}))  # the target file said not
+    assert statuses(verify_run(run_dir))["quota-accuracy"] == "fail"
 
 
 def test_correct_kong_passes_a_burst_run_with_many_429s(tmp_path: Path):
@@ -159,6 +174,14 @@ def test_chaos_probe_requests_with_a_consumers_key_count_in_its_windows(tmp_path
     over = KongRun(POLICY, SPEC, (SyntheticConsumer("free-1", "free", 4.0),), 60.0, probes=probes, ledger=False,
                    actual_limits={"free-1": {"minute": 120, "month": 50000}})  # fmt: skip
     assert statuses(verified(tmp_path, over, "over"))["quota-accuracy"] == "fail"
+
+
+def test_redis_timeouts_outside_faults_are_passed_unlimited_and_reported(tmp_path: Path):
+    # a Redis call slower than redis.timeout is a usage error: fault_tolerant proxies it with no header and no
+    # limit (handler.lua:144-152); the model takes it as possibly counted and the summary reports it
+    run = KongRun(POLICY, SPEC, burst_consumers(), 70.0, store_errors=0.02)
+    quota = verified(tmp_path, run).verdict("quota-accuracy")
+    assert quota.status == "pass" and "passed without a limit" in quota.summary
 
 
 # --------------------------------------------------------------------------------------------- Redis kill
@@ -285,3 +308,15 @@ def test_kong_headers_on_an_unlimited_tier_or_hidden_fail():
     hidden = SMALL.model_copy(update={"hide_client_headers": True})
     assert headers_of(e4(), hidden) == "fail"
     assert headers_of([{"t": 1.0, "consumer": "s1", "tier": "small", "status": 429}], hidden) == "pass"
+
+
+def test_keyless_requests_all_answered_401_leave_the_declared_anonymous_limit_unverified():
+    # with an anonymous consumer unknown keys are limited (key-auth/handler.lua:233-243); all 401 means the
+    # target has none: the declared anonymous limits were never exercised, which is not a pass
+    from quotaquake.verify.checks.quota_kong import check_quota_kong
+    from tests.support.synthetic import frame_from_rows, run_data
+
+    rows = [{"t": float(t), "consumer": "invalid", "tier": "invalid", "status": 401} for t in range(5)]
+    run = run_data(frame_from_rows(rows), POLICY, model="kong", kong=SPEC)
+    verdict = check_quota_kong(run, Thresholds())
+    assert verdict.status == "unknown" and "all 401" in verdict.summary

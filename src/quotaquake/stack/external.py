@@ -18,7 +18,7 @@ A YAML target file describes it (relative paths are relative to that file)::
       replicas: 3                                  # Kong nodes behind the URLs (required for local / sync_rate)
       workers_per_replica: 1                       # nginx workers per node (redis with sync_rate counts per worker)
       clock_skew_ms: 100                           # bound on |Kong node clock - this machine's clock|
-      forwarded_ip_trusted: true                   # Kong takes keyless clients' IP from X-Forwarded-For
+      forwarded_ip_trusted: false                  # Kong's trusted_ips cover us: keyless IPs from X-Forwarded-For
       tiers: {free: {minute: 100, month: 50000}}   # optional: default the policy's tiers (minute, month)
       anonymous: {minute: 20}                      # optional: default the policy's; null = no anonymous consumer
 
@@ -81,7 +81,7 @@ class KongTarget(BaseModel):
     workers_per_replica: Annotated[int, Field(ge=1)] = 1
     increment_lag_ms: Annotated[float, Field(ge=0)] = 1000.0
     clock_skew_ms: Annotated[float, Field(ge=0)] = 100.0
-    forwarded_ip_trusted: bool = True
+    forwarded_ip_trusted: bool = False
     cors_preflight: bool = False
     tiers: dict[str, KongLimits] | None = None
     anonymous: KongLimits | None = None

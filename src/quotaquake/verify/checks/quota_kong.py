@@ -55,6 +55,10 @@ from quotaquake.verify.models.kong import (
 from quotaquake.verify.thresholds import Thresholds
 from quotaquake.verify.verdict import Status, Verdict, compose
 
+LATENCY_MARGIN_MS = 1.0
+"""Added to each recorded latency: the history's send instant is taken a few statements before Locust
+starts its response timer, so ``sent + latency`` may precede the response by microseconds; 1 ms keeps
+"answered before the next was sent" certain (a later end only widens what the model allows)."""
 PROBE_SPAN_S = 5.0
 """A chaos probe's request was sent at most this long before the ledger's answer time ``t`` (seconds; the
 probes' HTTP timeout is 2 s)."""
@@ -107,6 +111,13 @@ def _judge_identity(run: RunData, rows: KongRows, k: int, flags: npt.NDArray[np.
     )
     options = JudgeOptions(clock_skew_ms=spec.clock_skew_ms)
     mine = np.flatnonzero(rows.identity == k)
+    reached = np.asarray(run.history["status"])[mine] != 401  # key-auth (1250) answers before rate-limiting
+    if len(mine) and not reached.any():
+        reason = (
+            f"none of its {len(mine)} requests reached the rate-limiting plugin (all 401): the declared limits "
+            "(a key, or the anonymous consumer) do not apply to it"
+        )
+        return _identity_row(run, identity, mine, [], "unknown", [reason])
     verdicts: list[ConsumerVerdict] = []
     for segment in _segments(run, rows.spec, identity, mine):
         requests = _requests(run, identity, segment)
@@ -146,7 +157,7 @@ def _segments(run: RunData, spec: KongSpec, identity: KongIdentity, mine: I64) -
     history = run.history
     sent = np.asarray(history["sent_ns"], dtype=np.int64)[mine]
     status = np.asarray(history["status"], dtype=np.int64)[mine]
-    latency = np.asarray(history["latency_ms"], dtype=np.float64)[mine]
+    latency = np.asarray(history["latency_ms"], dtype=np.float64)[mine] + LATENCY_MARGIN_MS
     probe_sent, probe_rows = _probe_requests(run, identity)
     all_rows = np.concatenate([mine, probe_rows])
     all_sent = np.concatenate([sent, probe_sent])
@@ -235,6 +246,7 @@ def _identity_row(
 ) -> dict[str, object]:
     statuses = np.asarray(run.history["status"])[mine]
     reasons = [*extra, *(r for v in verdicts for r in v.reasons)]
+    headerless = _headerless_admissions(run, identity, mine)
     bad_windows = [w for v in verdicts for w in v.windows if w.status != "pass"]
     return {
         "consumer": identity.name,
@@ -244,6 +256,7 @@ def _identity_row(
         "requests": len(mine),
         "admitted": int(np.count_nonzero((statuses > 0) & (statuses < 400))),
         "rejected": int(np.count_nonzero(statuses == 429)),
+        "admitted_without_headers_outside_faults": headerless,
         "segments": len(verdicts),
         "status": status,
         "reasons": reasons[:MAX_REASONS],
@@ -266,6 +279,23 @@ def _identity_row(
         ],
         "offending": status == "fail",
     }
+
+
+def _headerless_admissions(run: RunData, identity: KongIdentity, mine: I64) -> int:
+    """Admissions outside fault windows with no rate-limit header: Kong's fault_tolerant pass-through on a
+    store error or timeout (handler.lua:144-152), admitted without any limit; none under hide_client_headers
+    can be told apart (0)."""
+    spec = run.info.kong
+    if spec is None or spec.hide_client_headers or not len(mine):
+        return 0
+    status = np.asarray(run.history["status"])[mine]
+    admitted = (status > 0) & (status < 500) & (status != 401) & (status != spec.error_code)
+    columns = {"minute": "rl_remaining", "month": "rl_remaining_month"}
+    shown = np.zeros(len(mine), dtype=np.bool_)
+    for period, column in columns.items():
+        if period in identity.limits:
+            shown |= np.isfinite(np.asarray(run.history[column], dtype=np.float64)[mine])
+    return int(np.count_nonzero(admitted & ~shown & ~run.in_fault[mine]))
 
 
 def _verdict(run: RunData, rows: KongRows, table: list[dict[str, object]], flags: npt.NDArray[np.uint8]) -> Verdict:
@@ -308,6 +338,12 @@ def _verdict(run: RunData, rows: KongRows, table: list[dict[str, object]], flags
     summary = (
         f"{len(table)} counter(s), {requests} requests consistent with Kong {spec.version} ({variant}; {exactness})"
     )
+    passed = sum(int(str(r["admitted_without_headers_outside_faults"])) for r in table)
+    if passed:
+        summary += (
+            f"; {passed} admission(s) outside fault windows carried no rate-limit header: passed without a limit "
+            f"(store errors or timeouts > {spec.redis_timeout_ms} ms under fault_tolerant)"
+        )
     return Verdict(CHECK, "pass", summary, evidence)
 
 
