@@ -181,7 +181,8 @@ def _kong_latency_bound(buckets: dict[str, float] | None, limit: float) -> Verdi
         return Verdict(LIMITER_CHECK, "pass", summary, evidence)
     summary = (
         f"Kong's own latency p99 <= {bound:g} ms (bucket bound) does not show < {limit:g} ms, and the rate-limiting "
-        "plugin's share of it is not measured"
+        "plugin's share of it is not measured (per-plugin timings would decide: Kong's request debugging, "
+        "kong.conf.default:2240)"
     )
     return Verdict(LIMITER_CHECK, "unknown", summary, evidence)
 

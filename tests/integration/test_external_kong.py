@@ -1,0 +1,106 @@
+"""The external path end to end against a Kong 3.9 stand-in (``tests/support/kong_emulator.py``: key-auth
+with an anonymous consumer and the rate-limiting plugin's redis-sync semantics over a real Redis): a target
+file with a ``kong:`` section, ``quotaquake run --provider external``, Locust recording Kong's headers, and
+verification with the Kong model. No Kong runs here; the stand-in decides with the same replay of
+``handler.lua`` the unit tests check against Kong's own spec."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quotaquake.stack import kong
+from quotaquake.stack.state import StackState
+from tests.support.kong_emulator import Emulated, running
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+CI_THRESHOLDS = Path(__file__).with_name("thresholds-ci.yaml")
+TIERS = {"free": {"minute": 100, "month": 50000}, "pro": {"minute": 1000, "month": 1000000}, "enterprise": {}}
+
+
+def emulated(redis_url: str, run_id: str, **settings: object) -> Emulated:
+    """Consumers with ids unique to the test; Kong's counters emptied first (keyless ones are shared)."""
+    kong.delete_counters(redis_url)
+    consumers = {
+        f"key-{tier}-{n}-{run_id}": (f"{tier}-{n}-{run_id}", limits) for tier, limits in TIERS.items() for n in (1, 2)
+    }
+    return Emulated(redis_url, consumers, {"minute": 20}, **settings)  # type: ignore[arg-type]
+
+
+def target_file(folder: Path, gateway: str, config: Emulated) -> Path:
+    rows = ["id,tier,key"] + [f"{cid},{cid.split('-')[0]},{key}" for key, (cid, _) in config.consumers.items()]
+    (folder / "consumers.csv").write_text("\n".join(rows) + "\n")
+    path = folder / "target.yaml"
+    path.write_text(
+        f"gateway: {gateway}\nconsumers: consumers.csv\npolicy: {REPO / 'stack' / 'policy.yaml'}\n"
+        "calibration_path: /calibrate\n"
+        "kong:\n  policy: redis\n  redis_timeout_ms: 50\n  replicas: 1\n  forwarded_ip_trusted: true\n"
+        "  clock_skew_ms: 5\n"
+    )
+    return path
+
+
+def run_external(tmp_path: Path, target: Path, *args: str) -> tuple[int, dict[str, dict[str, object]], str]:
+    out = tmp_path / "run"
+    env = {**os.environ, "QUOTAQUAKE_STATE": str(tmp_path / "stack.json")}
+    command = [sys.executable, "-m", "quotaquake", "run", "--provider", "external", "--target", str(target),
+               "--out", str(out), "--thresholds", str(CI_THRESHOLDS), *args]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    verdicts_file = out / "verdicts.json"
+    assert verdicts_file.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    verdicts = {v["check"]: v for v in json.loads(verdicts_file.read_text())["verdicts"]}
+    return result.returncode, verdicts, result.stdout + result.stderr
+
+
+BURST = ("--scenario", "scenarios/burst.py", "--rate", "60", "--duration", "20s")
+
+
+def test_a_correct_kong_passes_a_burst_run_through_the_external_path(stack: StackState, tmp_path: Path) -> None:
+    redis_url = stack.require_endpoints().redis
+    assert redis_url is not None
+    config = emulated(redis_url, tmp_path.name[-12:])
+    with running(config) as gateway:
+        code, verdicts, output = run_external(tmp_path, target_file(tmp_path, gateway, config), *BURST)
+    statuses = {name: v["status"] for name, v in verdicts.items()}
+    assert statuses["quota-accuracy"] == "pass", output[-3000:]
+    assert statuses["headers"] == "pass", verdicts["headers"]
+    assert statuses["policy-expressiveness"] == "not-applicable"
+    assert statuses["prometheus-crosscheck"] == statuses["limiter-latency"] == "not-applicable"
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["model"] == "kong" and run["kong"]["policy"] == "redis" and run["kong"]["redis_timeout_ms"] == 50
+    assert "fail" not in statuses.values(), output[-3000:]
+    # no Prometheus declared: nothing is unknown for want of it; a busy machine may still leave the generator's
+    # own health (and so latency) unknown, never failed
+    unknown = {name for name, status in statuses.items() if status == "unknown"}
+    assert unknown <= {"generator-health", "latency"}, verdicts
+    assert code == (3 if unknown else 0)
+
+
+def test_a_kong_that_does_not_count_rejections_fails(stack: StackState, tmp_path: Path) -> None:
+    redis_url = stack.require_endpoints().redis
+    assert redis_url is not None
+    config = emulated(redis_url, tmp_path.name[-12:], defect="no-count-429")
+    with running(config) as gateway:
+        code, verdicts, output = run_external(tmp_path, target_file(tmp_path, gateway, config), *BURST)
+    assert verdicts["quota-accuracy"]["status"] == "fail", output[-3000:]
+    assert code == 1
+
+
+def test_a_consumer_whose_limit_differs_from_the_declared_one_fails_naming_it(
+    stack: StackState, tmp_path: Path
+) -> None:
+    redis_url = stack.require_endpoints().redis
+    assert redis_url is not None
+    suffix = tmp_path.name[-12:]
+    config = emulated(redis_url, suffix, overrides={f"free-2-{suffix}": {"minute": 120, "month": 50000}})
+    with running(config) as gateway:
+        code, verdicts, output = run_external(tmp_path, target_file(tmp_path, gateway, config), *BURST)
+    quota = verdicts["quota-accuracy"]
+    assert quota["status"] == "fail" and f"free-2-{suffix}" in str(quota["summary"]), output[-3000:]
+    assert verdicts["headers"]["status"] == "fail" and code == 1
