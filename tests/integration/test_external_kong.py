@@ -10,12 +10,22 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from quotaquake.faults.base import storage_expectation
+from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.models import Expectation, FaultKind, FaultWindow, ServiceRole
 from quotaquake.stack import kong
+from quotaquake.stack.docker.handles import wait_until
+from quotaquake.stack.local.provider import binary
+from quotaquake.stack.processes import free_port
+from quotaquake.stack.readiness import is_ready
 from quotaquake.stack.state import StackState
+from quotaquake.verify.engine import verify_run
 from tests.support.kong_emulator import Emulated, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -104,3 +114,49 @@ def test_a_consumer_whose_limit_differs_from_the_declared_one_fails_naming_it(
     quota = verdicts["quota-accuracy"]
     assert quota["status"] == "fail" and f"free-2-{suffix}" in str(quota["summary"]), output[-3000:]
     assert verdicts["headers"]["status"] == "fail" and code == 1
+
+
+def test_a_redis_kill_is_judged_as_the_plugin_declares(tmp_path: Path) -> None:
+    # a Redis of its own, killed and restarted empty while a tiered run flows; fault_tolerant: admitted with no
+    # header and no limit (handler.lua:144-152), which the degradation check reports as declared
+    port = free_port()
+    argv = [binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    redis_process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: is_ready(redis_url), 10.0, "redis")
+    fault: list[float] = []
+
+    def kill_and_restart() -> None:
+        nonlocal redis_process
+        time.sleep(9.0)
+        fault.append(time.time())
+        redis_process.kill()
+        redis_process.wait()
+        time.sleep(8.0)
+        redis_process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        wait_until(lambda: is_ready(redis_url), 10.0, "redis")
+        fault.append(time.time())
+
+    config = emulated(redis_url, tmp_path.name[-12:])
+    chaos = threading.Thread(target=kill_and_restart)
+    try:
+        with running(config) as gateway:
+            target = target_file(tmp_path, gateway, config)
+            chaos.start()
+            run_external(tmp_path, target, "--scenario", "scenarios/tiered.py", "--rate", "40", "--duration", "30s")
+            chaos.join()
+    finally:
+        redis_process.kill()
+        redis_process.wait()
+    folder = RunFolder(tmp_path / "run")
+    info = folder.read_info()
+    role = ServiceRole.RATE_LIMIT_STORE
+    expect = storage_expectation(info.policy, role, info.kong)  # what the run would derive from its journal
+    assert expect is Expectation.FAIL_OPEN_UNLIMITED
+    folder.write_faults([FaultWindow(name="kill-redis", kind=FaultKind.OUTAGE, service="redis", role=role,
+                                     expect=expect, start=fault[0], end=fault[1])])  # fmt: skip
+    outcome = verify_run(tmp_path / "run", CI_THRESHOLDS)
+    degradation, quota = outcome.verdict("degradation"), outcome.verdict("quota-accuracy")
+    assert degradation.status == "pass" and "admitted with no limit" in degradation.summary, degradation
+    assert quota.status in ("pass", "unknown") and quota.status != "fail", quota.summary
+    assert outcome.verdict("degraded-over-admission").status == "not-applicable"

@@ -11,6 +11,9 @@ Per request, as Kong 3.9.3 does (``docs/kong-3.9.md``):
   (setting its TTL on the first INCR) and returns the count before (``policies/init.lua:68-73,407-415``);
 * admission, headers and ``Retry-After`` by ``kong_decision`` (a replay of ``handler.lua:89-205``);
   429 body ``{"message": "API rate limit exceeded", "request_id": ...}`` (``kong/pdk/response.lua``);
+* a Redis error or a call slower than ``redis_timeout_ms``: with ``fault_tolerant`` the request is proxied
+  with no rate-limit header and no limit, else 500 (``handler.lua:144-152``); periods already INCRed stay
+  counted;
 * ``/calibrate`` and ``/gateway-health``: 200 without auth or limits (request-termination).
 
 Defects for the checks to catch: ``no-count-429`` (rejections not counted: Kong <= 3.3) and
@@ -50,6 +53,8 @@ class Emulated:
     consumers: Mapping[str, tuple[str, dict[str, int]]]
     anonymous: dict[str, int]
     trust_forwarded: bool = True
+    fault_tolerant: bool = True
+    redis_timeout_ms: float = 50.0
     defect: str | None = None
     overrides: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -63,7 +68,8 @@ def _periods_start(period: str, now_s: int) -> int:
 
 def app_for(config: Emulated) -> FastAPI:
     app = FastAPI()
-    client = redis.Redis.from_url(config.redis_url)
+    timeout_s = config.redis_timeout_ms / 1000.0
+    client = redis.Redis.from_url(config.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
     incr_before = client.register_script(_INCR_BEFORE)
 
     @app.api_route("/{path:path}", methods=["GET", "POST"])
@@ -84,9 +90,16 @@ def app_for(config: Emulated) -> FastAPI:
             return Response(json.dumps({"ok": True}), media_type="application/json")
         now_s = int(time.time())
         counts = {}
-        for period in limits:
-            key_name = f"ratelimit:{EMPTY_UUID}:{EMPTY_UUID}:{identifier}:{_periods_start(period, now_s)}:{period}"
-            counts[period] = int(incr_before(keys=[key_name], args=[EXPIRATION_S[period]]))
+        try:
+            for period in limits:
+                start = _periods_start(period, now_s)
+                key_name = f"ratelimit:{EMPTY_UUID}:{EMPTY_UUID}:{identifier}:{start}:{period}"
+                counts[period] = int(incr_before(keys=[key_name], args=[EXPIRATION_S[period]]))
+        except redis.RedisError:
+            if not config.fault_tolerant:
+                body = {"message": "An unexpected error occurred", "request_id": uuid.uuid4().hex}
+                return Response(json.dumps(body), 500, media_type="application/json")
+            return Response(json.dumps({"ok": True}), media_type="application/json")  # no limit, no headers
         decision = kong_decision(limits, counts, now_s)
         if not decision.admitted:
             if config.defect == "no-count-429":  # Kong <= 3.3 never counted a rejected request
