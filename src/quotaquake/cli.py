@@ -139,6 +139,7 @@ def run(
     chaos: Annotated[Path | None, typer.Option(help="Chaos Toolkit experiment to run while load flows.")] = None,
     chaos_delay: Annotated[str, typer.Option(help="Warm-up before the experiment starts.")] = "5s",
     processes: Annotated[int | None, typer.Option(help="Locust processes (default: by rate).")] = None,
+    engine: Annotated[str, typer.Option(help="Load engine: locust (default) or k6.")] = "locust",
     thresholds: Annotated[Path | None, typer.Option(help="SLO thresholds file.")] = None,
     policy: PolicyOpt = DEFAULT_POLICY_PATH,
     state: StateOpt = None,
@@ -146,8 +147,8 @@ def run(
 ) -> None:
     """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
 
-    Extra arguments after the options go to Locust (e.g. --qq-tiers free=1,pro=1). Exit code: 0 pass,
-    1 fail, 3 unknown, 2 usage error.
+    Extra arguments after the options go to Locust (e.g. --qq-tiers free=1,pro=1); with --engine k6 only
+    the --qq-* scenario options apply (and --qq-max-vus). Exit code: 0 pass, 1 fail, 3 unknown, 2 usage error.
     """
     from quotaquake.context import RunRequest, parse_duration
     from quotaquake.run import record_run, verify_and_report
@@ -169,6 +170,7 @@ def run(
         processes=processes,
         allow_hosts=tuple(allow_host or ()),
         locust_args=tuple(ctx.args),
+        engine=engine,
     )
     folder = record_run(request, console)
     console.print(f"run folder: {folder.path}")

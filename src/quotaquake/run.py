@@ -34,6 +34,8 @@ from quotaquake.verify.verdict import Outcome
 
 if TYPE_CHECKING:
     from quotaquake.chaos.runner import ChaosRun
+    from quotaquake.load.k6 import K6Result
+    from quotaquake.load.runner import LocustResult
 
 DEFAULT_REPLICAS = 3
 SCRAPE_SETTLE_S = 2.5  # Prometheus scrapes every 1 s; wait for the last counters before the snapshot
@@ -98,6 +100,7 @@ def stack_policy(state: StackState, request: RunRequest) -> Policy:
 
 def record_run(request: RunRequest, console: Console) -> RunFolder:
     """Validate, run the load (and chaos) against a stack and write the run folder; returns it."""
+    from quotaquake.load.host import sampling_host
     from quotaquake.load.runner import choose_processes
     from quotaquake.load.safety import check_target
 
@@ -117,12 +120,13 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
             folder=folder,
             state=state,
             policy=stack_policy(state, request),
-            processes=request.processes or choose_processes(request.rate),
+            processes=1 if request.engine == "k6" else request.processes or choose_processes(request.rate),
             console=console,
         )
         info = run_info(context)
         folder.write_info(info)
-        exit_code = drive_load(context)
+        with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
+            exit_code = drive_load(context)
         info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code})
         folder.write_info(info)
         snapshot_server_side(context, info)
@@ -153,7 +157,6 @@ def run_info(context: RunContext) -> RunInfo:
 def drive_load(context: RunContext) -> int:
     """Run the load (and the experiment beside it); returns the load engine's exit code."""
     from quotaquake.chaos.runner import ChaosRun
-    from quotaquake.load.runner import run_locust
 
     request = context.request
     chaos = None
@@ -163,8 +166,8 @@ def drive_load(context: RunContext) -> int:
         )
         context.console.print(f"chaos: {request.chaos.name} starts after {request.chaos_delay_s:.0f} s of load")
     try:
-        result = run_locust(context)
-        context.console.print(f"locust: {result.request_count} requests, exit code {result.exit_code}")
+        result = run_engine(context)
+        context.console.print(f"{request.engine}: {result.request_count} requests, exit code {result.exit_code}")
         if result.interrupted:  # Ctrl-C: stop (the finally blocks stop chaos and the stack), keep the folder
             raise KeyboardInterrupt
         if chaos is not None:
@@ -174,6 +177,17 @@ def drive_load(context: RunContext) -> int:
     finally:
         if chaos is not None:
             chaos.terminate()
+
+
+def run_engine(context: RunContext) -> LocustResult | K6Result:
+    """The load, by the engine the request names (Locust by default)."""
+    if context.request.engine == "k6":
+        from quotaquake.load.k6 import run_k6
+
+        return run_k6(context)
+    from quotaquake.load.runner import run_locust
+
+    return run_locust(context)
 
 
 def finish_chaos(chaos: ChaosRun, context: RunContext) -> None:

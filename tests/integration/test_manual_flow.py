@@ -1,6 +1,7 @@
 """The README's manual flow: `locust -f` with `chaos run` beside it, then `quotaquake verify --journal`.
 
-Correct stack: exit 0. With the limiter seeded `fail-closed`, the Redis kill is judged as the policy
+Correct stack: no check fails (exit 0, or 3 where the run is too short to prove an SLO). With the
+limiter seeded `fail-closed`, the Redis kill is judged as the policy
 declares (fail open) and the run fails on degradation.
 """
 
@@ -60,7 +61,10 @@ def verdicts(tmp_path: Path) -> dict[str, dict[str, object]]:
 def test_manual_flow_on_a_correct_stack_passes(stack: StackState, tmp_path: Path) -> None:
     result = manual_run(stack, tmp_path)
     found = verdicts(tmp_path)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    # 18 s at 150 req/s cannot prove every SLO (the error budget needs >= 2995 requests outside the fault at
+    # 95 %): unknown (3) is an honest outcome; no check may fail
+    assert result.returncode in (0, 3), result.stdout[-4000:] + result.stderr[-2000:]
+    assert not [name for name, v in found.items() if v["status"] == "fail"], result.stdout[-4000:]
     assert found["degradation"]["status"] == "pass"
     assert found["prometheus-crosscheck"]["status"] == "pass"  # snapshot taken by verify, probes recorded
     assert (tmp_path / "run" / "faults.json").is_file() and (tmp_path / "run" / "chaos" / "journal.json").is_file()

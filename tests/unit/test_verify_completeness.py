@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from quotaquake.policy import load_policy
-from quotaquake.runfolder.models import EngineRecord
+from quotaquake.runfolder.models import Delivery, EngineRecord, WorkerRecord
 from quotaquake.verify.checks.completeness import check_completeness
 from quotaquake.verify.thresholds import Thresholds
 from tests.support.synthetic import START_S, frame_from_rows, run_data
@@ -64,3 +64,60 @@ def test_no_engine_record_or_no_end_of_the_run_is_incomplete() -> None:
 def test_failed_requests_exit_code_is_data_not_a_gap() -> None:
     assert judge(engine(), exit_code=1).status == "pass"  # Locust exits 1 when some requests failed
     assert judge(engine(), exit_code=2).status == "unknown"
+
+
+def worker(name: str, rows: int, **update: object) -> WorkerRecord:
+    fields: dict[str, object] = {"worker": name, "host": "gen-a", "rows": rows, "requests": rows, "final_report": True}
+    return WorkerRecord(id=f"client-{name}", delivery=Delivery.SHIPPED, **{**fields, **update})
+
+
+def distributed(*workers: WorkerRecord) -> EngineRecord:
+    return engine().model_copy(update={"distributed": True, "workers": list(workers)})
+
+
+def test_workers_that_all_delivered_their_rows_make_a_complete_run() -> None:
+    verdict = judge(distributed(worker("w1", 60, clock_uncertainty_ms=0.3), worker("w2", 40)))
+    assert verdict.status == "pass", verdict.summary
+    assert verdict.evidence["clock_uncertainty_ms"] == 0.3
+    assert [w["rows"] for w in verdict.evidence["workers"]] == [60, 40]  # type: ignore[index]
+
+
+def test_a_worker_killed_mid_run_makes_the_run_incomplete_never_pass() -> None:
+    # Locust lost its heartbeat; its last rows never arrived; the other worker's rows and Locust's total agree
+    killed = worker("w2", 40, missing=True, final_report=False, requests=None)
+    verdict = judge(distributed(worker("w1", 60), killed))
+    assert verdict.status == "unknown"
+    assert "worker w2 on gen-a went missing" in verdict.summary
+
+
+def test_no_final_report_rows_left_elsewhere_or_short_rows_are_each_named() -> None:
+    silent = judge(distributed(worker("w1", 60), worker("w2", 40, final_report=False, requests=None)))
+    assert silent.status == "unknown" and "worker w2 on gen-a sent no final report" in silent.summary
+    spilled = worker("w2", 30, requests=40, rows_elsewhere=10, spill_dir="/data/run/history")
+    left = judge(distributed(worker("w1", 70), spilled))
+    assert left.status == "unknown" and "10 rows are not in this run folder (left in /data/run/history)" in left.summary
+    short = judge(distributed(worker("w1", 60, requests=65), worker("w2", 40)))
+    assert short.status == "unknown" and "worker w1 on gen-a: 60 rows here for 65 requests" in short.summary
+
+
+def test_workers_rows_must_add_up_to_the_history_and_a_master_needs_workers() -> None:
+    verdict = judge(distributed(worker("w1", 60), worker("w2", 50)))
+    assert verdict.status == "unknown" and "the workers put 110 into this run folder" in verdict.summary
+    assert "recorded no worker" in judge(distributed()).summary
+
+
+def test_an_empty_history_is_incomplete_even_when_the_engine_agrees() -> None:
+    run = run_data(frame_from_rows(ROWS[:0]), POLICY)
+    run.info = run.info.model_copy(update={"duration_s": 10.0, "ended_at": T0 + timedelta(seconds=12)})
+    run.engine = engine(requests=0)
+    verdict = check_completeness(run, Thresholds())
+    assert verdict.status == "unknown" and "the history is empty" in verdict.summary
+
+
+def test_requests_the_engine_dropped_make_the_run_incomplete() -> None:
+    # k6 dropped 3 ticks (no free VU): 100 rows = 100 requests k6 counted, but 103 were scheduled
+    record = engine().model_copy(update={"engine": "k6", "dropped_iterations": 3})
+    verdict = judge(record)
+    assert verdict.status == "unknown"
+    assert "dropped 3 scheduled request(s)" in verdict.summary and "--qq-max-vus" in verdict.summary
+    assert judge(engine().model_copy(update={"engine": "k6", "dropped_iterations": 0})).status == "pass"

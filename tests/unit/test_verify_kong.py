@@ -38,6 +38,11 @@ def statuses(outcome: Outcome) -> dict[str, str]:
     return {v.check: v.status for v in outcome.verdicts}
 
 
+def nothing_fails(outcome: Outcome) -> bool:
+    """No check fails (short synthetic runs may leave sample-size-bound checks, e.g. the error budget, unknown)."""
+    return "fail" not in statuses(outcome).values()
+
+
 def burst_consumers(rate: float = 15.0) -> tuple[SyntheticConsumer, ...]:
     return (SyntheticConsumer("free-1", "free", rate), SyntheticConsumer("free-2", "free", rate),
             SyntheticConsumer("pro-1", "pro", rate))  # fmt: skip
@@ -47,14 +52,14 @@ def burst_consumers(rate: float = 15.0) -> tuple[SyntheticConsumer, ...]:
 
 
 def test_correct_kong_passes_a_tiered_run(tmp_path: Path):
-    outcome = verified(tmp_path, KongRun(POLICY, SPEC, kong_consumers(2, 3.0), 90.0))
+    outcome = verified(tmp_path, KongRun(POLICY, SPEC, kong_consumers(2, 4.5), 90.0))  # enough to decide everything
     result = statuses(outcome)
     assert result["quota-accuracy"] == "pass" and result["headers"] == "pass"
     assert "exact, zero tolerance" in outcome.verdict("quota-accuracy").summary  # policies/init.lua:407-415
     # no Prometheus declared: the server-side checks are listed, not judged, and the run still exits 0
     assert result["prometheus-crosscheck"] == result["limiter-latency"] == "not-applicable"
     assert result["policy-expressiveness"] == "not-applicable"
-    assert outcome.exit_code == 0
+    assert outcome.exit_code == 0, result
 
 
 def test_keyless_clients_share_one_counter_when_kong_ignores_x_forwarded_for(tmp_path: Path):
@@ -75,7 +80,7 @@ def test_correct_kong_passes_a_burst_run_with_many_429s(tmp_path: Path):
     outcome = verified(tmp_path, KongRun(POLICY, SPEC, burst_consumers(), 75.0))
     history = load_run(tmp_path / "run").history
     assert int((history["status"] == 429).sum()) > 600  # 15 req/s against 100/min
-    assert outcome.exit_code == 0, statuses(outcome)
+    assert nothing_fails(outcome), statuses(outcome)
 
 
 def test_a_second_run_right_after_passes_when_the_provider_reset_the_counters(tmp_path: Path):
@@ -83,11 +88,11 @@ def test_a_second_run_right_after_passes_when_the_provider_reset_the_counters(tm
     # Kong's key format before the run (initial_state reset), so the second run's windows start at 0
     redis: collections.Counter[tuple[str, str, int]] = collections.Counter()
     first = KongRun(POLICY, SPEC, burst_consumers(), 40.0, counters=redis)
-    assert verified(tmp_path, first, "first").exit_code == 0
+    assert nothing_fails(verified(tmp_path, first, "first"))
     redis.clear()
     second = KongRun(POLICY, SPEC, burst_consumers(), 60.0, start_s=first.start_s + 42.0, seed=1, counters=redis)
     outcome = verified(tmp_path, second, "second")
-    assert outcome.exit_code == 0, statuses(outcome)
+    assert nothing_fails(outcome), statuses(outcome)
 
 
 def test_a_second_run_without_reset_is_judged_from_unknown_starts(tmp_path: Path):
@@ -137,7 +142,7 @@ def test_month_seeded_in_kongs_key_is_enforced_and_one_kong_never_reads_fails(tm
     run = KongRun(POLICY, SPEC, (SyntheticConsumer("free-1", "free", 1.5),), 60.0, month_seeds=seeds)
     outcome = verified(tmp_path, run, "read")
     history = load_run(tmp_path / "read").history
-    assert int((history["status"] == 200).sum()) == 50 and outcome.exit_code == 0, statuses(outcome)
+    assert int((history["status"] == 200).sum()) == 50 and nothing_fails(outcome), statuses(outcome)
     # RateLimit-Reset of the month (the tightest window) is ~30 days, not a minute (handler.lua:181)
     assert float(history["rl_reset"].max()) > 86_400 * 11  # mid-January: 30 days minus 11.4 elapsed
     ignored = KongRun(POLICY, SPEC, (SyntheticConsumer("free-1", "free", 1.5),), 60.0, month_seeds=seeds,
@@ -196,7 +201,7 @@ def test_redis_kill_under_fault_tolerant_is_an_unlimited_fail_open_reported_as_s
     assert "admitted with no limit" in degradation.summary and "as declared" in degradation.summary
     assert outcome.verdict("degraded-over-admission").status == "not-applicable"
     assert outcome.verdict("quota-accuracy").status == "pass"  # Redis came back empty: judged in two segments
-    assert outcome.exit_code == 0
+    assert nothing_fails(outcome)
 
 
 def test_redis_kill_with_500s_although_fault_tolerant_fails_degradation(tmp_path: Path):

@@ -20,7 +20,14 @@ import pyarrow.parquet as pq
 from quotaquake.errors import ConfigError
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.history import SCHEMA
-from quotaquake.runfolder.models import EngineRecord, FaultWindow, MonthlySeed, PrometheusSnapshot, RunInfo
+from quotaquake.runfolder.models import (
+    EngineRecord,
+    FaultWindow,
+    HostSample,
+    MonthlySeed,
+    PrometheusSnapshot,
+    RunInfo,
+)
 from quotaquake.verify.data.grouping import Groups, group_rows
 
 CATEGORY_COLUMNS: tuple[str, ...] = ("consumer", "tier", "endpoint", "degraded")
@@ -76,6 +83,7 @@ class RunData:
     probe_times: list[float] = field(default_factory=list)  # when each of them was answered (epoch s)
     probe_consumers: list[str | None] = field(default_factory=list)  # whose key each of them carried
     probe_ledger: bool = False  # the experiment's probes recorded their requests (a ledger exists)
+    host: list[HostSample] = field(default_factory=list)  # the machine each second (host.jsonl); none if unsampled
 
     @cached_property
     def groups(self) -> Groups:
@@ -133,6 +141,7 @@ def load_run(run_dir: Path) -> RunData:
         probe_times=[p.t for p in probes],
         probe_consumers=[p.consumer for p in probes],
         probe_ledger=folder.probe_ledger.is_file(),
+        host=folder.read_host_samples(),
     )
 
 
