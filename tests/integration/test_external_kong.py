@@ -85,10 +85,10 @@ def test_a_correct_kong_passes_a_burst_run_through_the_external_path(stack: Stac
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["model"] == "kong" and run["kong"]["policy"] == "redis" and run["kong"]["redis_timeout_ms"] == 50
     assert "fail" not in statuses.values(), output[-3000:]
-    # no Prometheus declared: nothing is unknown for want of it; a busy machine may still leave the generator's
-    # own health (and so latency) unknown, never failed
+    # no Prometheus declared: nothing is unknown for want of it. What 20 s cannot decide stays unknown (the error
+    # budget's 0.1 % needs ~3000 requests; a busy machine may leave the generator's health and latency open)
     unknown = {name for name, status in statuses.items() if status == "unknown"}
-    assert unknown <= {"generator-health", "latency"}, verdicts
+    assert unknown <= {"generator-health", "latency", "error-budget"}, verdicts
     assert code == (3 if unknown else 0)
 
 
