@@ -125,6 +125,7 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         )
         info = run_info(context)
         folder.write_info(info)
+        info = established_initial_state(context, info)
         with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
             exit_code = drive_load(context)
         info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code})
@@ -152,6 +153,17 @@ def run_info(context: RunContext) -> RunInfo:
         command=["quotaquake", *sys.argv[1:]],
         locust_processes=context.processes,
     )
+
+
+def established_initial_state(context: RunContext, info: RunInfo) -> RunInfo:
+    """Reset the run's consumers' quota state where the provider can, and record it in ``run.json``."""
+    from quotaquake.load.initial_state import reset_initial_state
+
+    established = reset_initial_state(context.state)
+    context.console.print(established.notes[0])
+    info = established.apply(info)
+    context.folder.write_info(info)
+    return info
 
 
 def drive_load(context: RunContext) -> int:

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from quotaquake.faults.base import storage_expectation
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.models import Expectation, FaultKind, FaultWindow, ServiceRole
-from quotaquake.stack import kong
 from quotaquake.stack.docker.handles import wait_until
 from quotaquake.stack.local.provider import binary
 from quotaquake.stack.processes import free_port
@@ -36,7 +36,13 @@ TIERS = {"free": {"minute": 100, "month": 50000}, "pro": {"minute": 1000, "month
 
 def emulated(redis_url: str, run_id: str, **settings: object) -> Emulated:
     """Consumers with ids unique to the test; Kong's counters emptied first (keyless ones are shared)."""
-    kong.delete_counters(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match="ratelimit:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
     consumers = {
         f"key-{tier}-{n}-{run_id}": (f"{tier}-{n}-{run_id}", limits) for tier, limits in TIERS.items() for n in (1, 2)
     }

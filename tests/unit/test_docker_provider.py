@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from quotaquake.errors import UsageError
+from quotaquake.stack import kong
 from quotaquake.stack.docker import provider as docker_stack
-from quotaquake.stack.state import StackState
+from quotaquake.stack.state import Consumer, StackState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,3 +121,10 @@ def test_the_state_declares_kong_and_its_plugin(tmp_path: Path) -> None:
     assert (spec.policy, spec.sync_rate_s, spec.replicas, spec.workers_per_replica) == ("redis", -1.0, 2, 1)
     assert spec.redis_timeout_ms == 50 and spec.fault_tolerant and spec.cors_preflight
     assert spec.clock_skew_ms == docker_stack.CLOCK_SKEW_MS
+
+
+def test_kong_counts_consumers_by_entity_id_and_keyless_clients_by_ip() -> None:
+    assert docker_stack.kong_identifier(Consumer(id="free-1", tier="free", key="k")) == kong.entity_id(
+        "consumer", "free-1"
+    )
+    assert docker_stack.kong_identifier(Consumer(id="anon:198.51.100.9", tier="anonymous", key="")) == "198.51.100.9"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from quotaquake.errors import ConfigError, StackError, UsageError
+from quotaquake.load.initial_state import reset_initial_state
+from quotaquake.policy import load_policy
+from quotaquake.runfolder.models import InitialState, RunInfo
 from quotaquake.stack.external import CHAOS_REFUSED, ExternalProvider, is_loopback, read_consumers
 from quotaquake.stack.state import read_state
 
@@ -131,6 +135,23 @@ def test_chaos_is_refused_and_down_leaves_the_deployment_alone(tmp_path: Path) -
     target.down(state)
     assert calls == []
     assert "chaos needs a provider that controls the services" in CHAOS_REFUSED
+
+
+def test_quota_state_cannot_be_reset_so_it_stays_unknown(tmp_path: Path) -> None:
+    path = write_target(tmp_path, "gateway: http://127.0.0.1:1\nconsumers: consumers.csv\n")
+    target = provider(path)
+    state = target.plan()
+    with pytest.raises(UsageError, match="cannot reset the quota state of its 2 consumer"):
+        target.reset_consumers(state, state.consumers)
+    record = reset_initial_state(state)  # what quotaquake run and the Locust master record then
+    assert record.state == InitialState.UNKNOWN and record.at is None
+    info = record.apply(
+        RunInfo(
+            run_id="r", scenario="s", started_at=datetime.now(UTC), policy=load_policy(REPO / "stack" / "policy.yaml")
+        )
+    )
+    assert info.initial_state == InitialState.UNKNOWN
+    assert "the initial state stays unknown" in info.notes[-1]
 
 
 @pytest.mark.parametrize(

@@ -71,8 +71,14 @@ def test_bad_weights_name_the_option(text: str) -> None:
         (["--qq-anon-ips", "0"], "--qq-anon-ips"),
         (["--qq-endpoints", "identify=1"], "--qq-endpoints"),
         (["--qq-timeout", "0"], "--qq-timeout"),
+        (["--qq-initial-state", "fresh"], "--qq-initial-state"),
     ],
 )
 def test_bad_values_name_the_option(argv: list[str], option: str) -> None:
     with pytest.raises(UsageError, match=option):
         parse(*argv)
+
+
+def test_initial_state_is_reset_unless_kept() -> None:
+    assert parse().initial_state == "reset"
+    assert parse("--qq-initial-state", "keep").initial_state == "keep"

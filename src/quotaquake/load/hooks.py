@@ -7,9 +7,11 @@ event model expects. What happens in each process:
 * master or local runner: the stack state read, Locust's host set to the gateway (unless ``--host`` was
   given), ``engine.json`` written at test start (with the monthly usage ``before_start`` seeded) and at
   quit (end time and Locust's final counts). For a plain ``locust -f`` run the master also orchestrates:
-  it validates the options, checks the target with the safety guard, and writes ``run.json``. Under
-  ``quotaquake run`` (``--qq-orchestrated``) that command did both already, and samples the host
-  (``host.jsonl``), which a plain run's master does itself in a greenlet;
+  it validates the options, checks the target with the safety guard, writes ``run.json``, and at test
+  start, before seeding, resets the consumers' quota state (``--qq-initial-state reset``, the default;
+  ``quotaquake.load.initial_state``) and records it in ``run.json``. Under ``quotaquake run``
+  (``--qq-orchestrated``) that command did all of it already, and samples the host (``host.jsonl``),
+  which a plain run's master does itself in a greenlet;
 * worker or local runner: the history recorder listens to ``request`` and writes parts.
 
 Bad input exits with status 2 and one line on stderr (no traceback).
@@ -30,6 +32,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from quotaquake.errors import UsageError
 from quotaquake.load.distributed import install_distribution
 from quotaquake.load.host import HostSampler, StackProcesses
+from quotaquake.load.initial_state import kept_initial_state, reset_initial_state
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import HistoryRecorder
 from quotaquake.load.runtime import ScenarioRuntime, build_runtime
@@ -115,6 +118,8 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
     host = None if runtime.options.orchestrated else HostSampler(folder, StackProcesses(runtime.options.state))
 
     def on_test_start(**_: Any) -> None:
+        if not runtime.options.orchestrated and folder.is_run():
+            record_initial_state(runtime, folder)
         record.started_at = datetime.now(UTC)
         if host is not None and host.start_probe():  # a plain run samples its host (else ``quotaquake run``)
             gevent.spawn(host.run, gevent.sleep)
@@ -135,6 +140,13 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
 
     events.test_start.add_listener(on_test_start)
     events.quit.add_listener(on_quit)  # ``quit`` fires after the runner stopped every user: final counts
+
+
+def record_initial_state(runtime: ScenarioRuntime, folder: RunFolder) -> None:
+    """A plain run's master: reset the consumers' quota state (or keep it) and record it in ``run.json``."""
+    keep = runtime.options.initial_state == "keep"
+    established = kept_initial_state() if keep else reset_initial_state(runtime.state)
+    folder.write_info(established.apply(folder.read_info()))
 
 
 def install_scenario(events: Any, defaults: ScenarioDefaults, before_start: BeforeStart | None = None) -> None:

@@ -19,6 +19,7 @@ from quotaquake.load.schedule import DEFAULT_MAX_USER_RATE, RatePlan
 from quotaquake.stack.state import state_path
 
 SHAPES = ("steady", "ramp", "step", "spike")
+INITIAL_STATES = ("reset", "keep")
 TARGETS = ("api", "calibrate")
 Target = Literal["api", "calibrate"]
 
@@ -69,6 +70,12 @@ def add_options(parser: Any, defaults: ScenarioDefaults) -> None:
         "--qq-orchestrated",
         action="store_true",
         help="set by `quotaquake run`: it writes run.json; the scenario writes only its own files",
+    )
+    group.add_argument(
+        "--qq-initial-state",
+        default="reset",
+        help="reset: the master resets the scenario's consumers' quota state at test start (recorded in "
+        "run.json); keep: leave it (the initial state is then unknown). Ignored with --qq-orchestrated",
     )
     group.add_argument(
         "--qq-month-headroom",
@@ -123,6 +130,7 @@ class ScenarioOptions:
     seed: int = 0
     month_headroom: float = 50.0
     orchestrated: bool = False
+    initial_state: str = "reset"  # reset | keep
 
     @property
     def plan(self) -> RatePlan:
@@ -138,6 +146,11 @@ class ScenarioOptions:
         _require(1 <= ns.qq_anon_ips <= 254, f"--qq-anon-ips: {ns.qq_anon_ips} must be in 1..254")
         _require(ns.qq_timeout > 0, f"--qq-timeout: {ns.qq_timeout:g} must be greater than 0")
         _require(ns.qq_month_headroom >= 0, f"--qq-month-headroom: {ns.qq_month_headroom:g} must be >= 0")
+        initial_state = getattr(ns, "qq_initial_state", "reset")
+        _require(
+            initial_state in INITIAL_STATES,
+            f"--qq-initial-state: {initial_state!r} is not one of {', '.join(INITIAL_STATES)}",
+        )
         endpoints = parse_weights(ns.qq_endpoints, "--qq-endpoints")
         for path in endpoints:
             _require(path.startswith("/"), f"--qq-endpoints: endpoint {path!r} must start with '/'")
@@ -158,4 +171,5 @@ class ScenarioOptions:
             seed=int(ns.qq_seed),
             month_headroom=float(ns.qq_month_headroom),
             orchestrated=bool(getattr(ns, "qq_orchestrated", False)),
+            initial_state=initial_state,
         )

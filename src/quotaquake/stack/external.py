@@ -338,6 +338,12 @@ class ExternalProvider:
             "quotaquake cannot add one"
         )
 
+    def reset_consumers(self, state: StackState, consumers: Sequence[Consumer]) -> None:
+        raise UsageError(
+            f"stack {state.stack_id} is external: quotaquake cannot reset the quota state of its "
+            f"{len(consumers)} consumer(s); the initial state stays unknown"
+        )
+
 
 def _answers(client: httpx.Client, url: str, *, need_ok: bool = False) -> bool:
     try:

@@ -407,21 +407,6 @@ def seed_month_count(redis_url: str, identifier: str, count: int, now_s: float) 
     return key
 
 
-def delete_counters(redis_url: str, identifiers: Iterable[str] | None = None) -> int:
-    """Delete Kong's rate-limiting counters of ``identifiers`` (every period and window), or every Kong
-    counter when ``None``; returns how many keys were deleted."""
-    patterns = ["ratelimit:*"] if identifiers is None else [f"ratelimit:*:*:{i}:*" for i in identifiers]
-    client = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
-    deleted = 0
-    try:
-        for pattern in patterns:
-            keys = list(client.scan_iter(match=pattern, count=1000))
-            deleted += int(client.delete(*keys)) if keys else 0
-    finally:
-        client.close()
-    return deleted
-
-
 def limits_shown(
     proxy: str,
     key: str,

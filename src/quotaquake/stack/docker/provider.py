@@ -31,8 +31,8 @@ answering replica's address (``ip:port``, not its name). Each replica's own prox
 ``endpoints.replicas`` for tests that target one replica.
 
 Host ports are chosen up front and bound on ``bind_host`` (loopback by default), so they stay the same
-when chaos restarts a container. ``reset_consumers`` deletes every Kong counter (``ratelimit:*`` in Redis)
-so a run can start from known, empty windows.
+when chaos restarts a container. ``reset_consumers`` deletes the given consumers' Kong counters (Kong's key
+format, ``stack.quota_reset``) so a run can start from known, empty windows.
 
 The stack must outlive the ``stack up`` process, so Testcontainers' reaper (Ryuk) is disabled for
 these containers; ``down`` removes everything carrying the stack's label, which also covers a start
@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -60,12 +61,13 @@ from testcontainers.core.wait_strategies import ExecWaitStrategy, HttpWaitStrate
 
 from quotaquake.errors import StackError, UsageError
 from quotaquake.kongspec import KongSpec
-from quotaquake.policy import DEFAULT_POLICY_PATH, load_policy
+from quotaquake.policy import ANONYMOUS_TIER, DEFAULT_POLICY_PATH, load_policy
 from quotaquake.stack import kong
 from quotaquake.stack.consumers import fresh_consumer, plan_consumers
 from quotaquake.stack.docker.handles import container_handle, wait_until
 from quotaquake.stack.processes import free_port
 from quotaquake.stack.provider import ProviderOptions, ServiceHandle
+from quotaquake.stack.quota_reset import delete_kong_counters
 from quotaquake.stack.state import Consumer, Endpoints, ServiceRecord, StackState, write_state
 from quotaquake.stack.status import ServiceHealth, stack_health
 
@@ -313,22 +315,32 @@ class DockerProvider:
             probe = partial(kong.limits_shown, proxy, consumer.key, limits)
             wait_until(probe, CONSUMER_READY_TIMEOUT_S, f"limits of consumer {consumer.id} on {proxy}")
         if limits and endpoints.redis:
-            kong.delete_counters(endpoints.redis, [kong.consumer_identifier(consumer)])
+            delete_kong_counters(endpoints.redis, [kong_identifier(consumer)])
         return consumer
 
-    def reset_consumers(self, state: StackState) -> None:
-        """Delete every Kong rate-limiting counter of the stack (``ratelimit:*`` in its Redis): every
-        consumer's windows start at 0. The stack is quotaquake's own, so nothing else counts there."""
+    def reset_consumers(self, state: StackState, consumers: Sequence[Consumer]) -> None:
+        """Delete Kong's rate-limiting counters of ``consumers`` in the stack's Redis (policy ``redis``).
+
+        Kong counts a consumer under its entity id (deterministic: ``kong.entity_id``) and a keyless
+        client under its IP (``limit_by: ip``; given as consumer ``anon:<ip>`` of tier anonymous)."""
         redis_url = state.require_endpoints().redis
         if not redis_url:
-            raise StackError("redis", f"stack {state.stack_id} has no Redis endpoint in its state file")
-        kong.delete_counters(redis_url)
+            raise StackError("redis", f"stack {state.stack_id} has no Redis endpoint to reset")
+        delete_kong_counters(redis_url, [kong_identifier(c) for c in consumers])
 
     def _spec(self, state: StackState) -> KongSpec:
         if state.kong is not None:
             return state.kong
         policy = load_policy(Path(state.policy_file) if state.policy_file else DEFAULT_POLICY_PATH)
         return kong.spec_for(policy, state.replicas, clock_skew_ms=CLOCK_SKEW_MS)
+
+
+def kong_identifier(consumer: Consumer) -> str:
+    """What Kong's rate-limiting plugin counts ``consumer`` under: its consumer entity id
+    (``kong.consumer_identifier``), or the client IP of a keyless client (``anon:<ip>``)."""
+    if consumer.tier == ANONYMOUS_TIER:
+        return consumer.id.removeprefix("anon:")
+    return kong.consumer_identifier(consumer)
 
 
 def remove_stack(client: docker.DockerClient, state: StackState) -> None:
@@ -385,7 +397,7 @@ class _StackBuilder:
         )
         self._save()
         self._await_provisioned([gateway, *[proxy for proxy, _ in replicas]], consumers)
-        kong.delete_counters(redis_url)  # what the readiness probes counted
+        delete_kong_counters(redis_url, [kong_identifier(c) for c in consumers])  # what the readiness probes counted
 
     # -- containers ---------------------------------------------------------------------------------
 

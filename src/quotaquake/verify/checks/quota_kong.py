@@ -8,8 +8,9 @@ Each request counts 1 whatever its endpoint (Kong has no costs); rejected reques
 
 What the run established about the counters when it started:
 
-* ``initial_state: reset`` (the provider deleted every provisioned consumer's counters before the first
-  request): their windows start at 0; keyless identifiers always start unknown (>= 0, pinned by headers);
+* ``initial_state: reset`` (the provider deleted the counters of every provisioned consumer and simulated
+  keyless address before the first request): their windows start at 0; the peer address (unknown keys, and
+  keyless clients when Kong ignores X-Forwarded-For) always starts unknown (>= 0, pinned by headers);
 * month usage seeded by the quota-month scenario (``engine.json``): that month starts at exactly the seed;
 * fault windows that may reset or double a count split a counter's history into segments judged apart,
   each later segment starting unknown: a fault of the store (Redis for ``redis``, Kong's database for
@@ -220,8 +221,9 @@ def _requests(run: RunData, identity: KongIdentity, segment: _Segment) -> Consum
 
 
 def _provisioned(identity: KongIdentity) -> bool:
-    """A provisioned consumer (reset by the provider); keyless identifiers are not."""
-    return identity.name != PEER_IDENTITY and identity.tier != "anonymous"
+    """Counters the run's reset deleted (``load.initial_state``): every provisioned consumer and every
+    simulated keyless address (``anon:<ip>``, Kong's identifier is the IP); not the shared peer address."""
+    return identity.name != PEER_IDENTITY
 
 
 def _seeded(run: RunData, identity: KongIdentity) -> dict[str, tuple[int, int]]:
