@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,7 @@ CI_THRESHOLDS = Path(__file__).with_name("thresholds-ci.yaml")
 TIERS = {"free": {"minute": 100, "month": 50000}, "pro": {"minute": 1000, "month": 1000000}, "enterprise": {}}
 
 
-def emulated(redis_url: str, run_id: str, **settings: object) -> Emulated:
-    """Consumers with ids unique to the test; Kong's counters emptied first (keyless ones are shared)."""
+def delete_kong_keys(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         keys = list(client.scan_iter(match="ratelimit:*", count=1000))
@@ -43,6 +43,20 @@ def emulated(redis_url: str, run_id: str, **settings: object) -> Emulated:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture(autouse=True)
+def kong_keys_removed(stack: StackState) -> Iterator[None]:
+    """The stack's Redis is shared by the session's tests: leave no Kong counter behind."""
+    yield
+    url = stack.require_endpoints().redis
+    if url is not None:
+        delete_kong_keys(url)
+
+
+def emulated(redis_url: str, run_id: str, **settings: object) -> Emulated:
+    """Consumers with ids unique to the test; Kong's counters emptied first (keyless ones are shared)."""
+    delete_kong_keys(redis_url)
     consumers = {
         f"key-{tier}-{n}-{run_id}": (f"{tier}-{n}-{run_id}", limits) for tier, limits in TIERS.items() for n in (1, 2)
     }

@@ -29,5 +29,6 @@ def test_month_seed_is_an_integer_counter_with_kongs_ttl_and_reset_deletes_it(st
         client.set(other, 3, ex=60)
         assert delete_kong_counters(url, [identifier]) == 1  # the provider's reset, by Kong's key format
         assert client.exists(key) == 0 and client.exists(other) == 1
+        client.delete(other)  # the stack's Redis is shared by the session's tests
     finally:
         client.close()
