@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numba import njit
 
+from quotaquake.kongspec import KongSpec
 from quotaquake.policy import Policy, refill_per_second
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.history import SCHEMA
@@ -439,6 +440,10 @@ def frame_from_rows(rows: list[dict[str, Any]], t0_s: float = START_S) -> pd.Dat
             "retry_after": numbers("retry_after", np.nan),
             "degraded": strings("degraded", None),
             "upstream_ms": numbers("upstream_ms", np.nan),
+            "rl_limit_month": numbers("rl_limit_month", np.nan),
+            "rl_remaining_month": numbers("rl_remaining_month", np.nan),
+            "rl_window_limit": numbers("rl_window_limit", np.nan),
+            "rl_window_remaining": numbers("rl_window_remaining", np.nan),
         },
         copy=False,
     )
@@ -455,6 +460,8 @@ def run_data(
     replicas: int = 3,
     monthly_seeds: dict[str, float] | None = None,
     t0_s: float = START_S,
+    prometheus_url: str | None = None,
+    kong: KongSpec | None = None,
     initial_state: str = "unknown",
     initial_state_at: float | None = None,
 ) -> RunData:
@@ -472,7 +479,9 @@ def run_data(
             "started_at": datetime.fromtimestamp(t0_s, tz=UTC),
             "replicas": replicas,
             "model": model,
+            "kong": kong,
             "policy": policy,
+            "prometheus_url": prometheus_url,
             "initial_state": initial_state,
             "initial_state_at": datetime.fromtimestamp(reset_at, tz=UTC) if initial_state == "reset" else None,
         }

@@ -88,6 +88,7 @@ def plain_run_info(runtime: ScenarioRuntime, parsed: Any, swarm: int | None) -> 
         replicas=state.replicas,
         defect=state.defect,
         model=state.model,
+        kong=state.kong,
         policy=runtime.policy,
         command=list(sys.argv),
         locust_processes=max(1, int(getattr(parsed, "processes", None) or 1)),

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, JsonValue, computed_field
 
+from quotaquake.kongspec import KongSpec
 from quotaquake.policy import Policy, QuotaModel
 
 
@@ -51,6 +52,7 @@ class RunInfo(BaseModel):
     replicas: int = 3
     defect: str | None = None
     model: QuotaModel = "token-bucket"
+    kong: KongSpec | None = None  # model "kong": the plugin as the target declared it (stack state)
     policy: Policy
     command: list[str] = Field(default_factory=list)  # how to reproduce the run
     locust_processes: int = 1
@@ -294,11 +296,16 @@ class Expectation(StrEnum):
 
     ``fail-open-local``: limited tiers are still decided, by per-replica buckets, and marked degraded;
     ``fail-closed``: limited tiers get 503; ``available``: no declared degradation, clients are served.
+    Kong 3.9 (``kong/plugins/rate-limiting/handler.lua:144-152``): ``fail-open-unlimited``: with
+    ``fault_tolerant`` the plugin proxies limited tiers without rate-limit headers and without any limit;
+    ``error-500``: without it, limited tiers get Kong's 500 ("An unexpected error occurred").
     """
 
     FAIL_OPEN_LOCAL = "fail-open-local"
     FAIL_CLOSED = "fail-closed"
     AVAILABLE = "available"
+    FAIL_OPEN_UNLIMITED = "fail-open-unlimited"
+    ERROR_500 = "error-500"
 
 
 class FaultWindow(BaseModel):
@@ -339,6 +346,9 @@ class PrometheusSnapshot(BaseModel):
     decision_p50_ms: float | None = None
     decision_count: float | None = None  # limiter decisions over the window (histogram _count difference)
     decision_buckets: dict[str, float] | None = None  # cumulative decisions <= each bucket edge (seconds, "+Inf")
+    # Kong: per histogram (kong_latency_ms, upstream_latency_ms, request_latency_ms), requests observed over
+    # the window per bucket upper bound in ms ("+Inf" included), cumulative as Prometheus keeps them
+    latency_buckets: dict[str, dict[str, float]] = Field(default_factory=dict)
     queries: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
 
@@ -354,6 +364,7 @@ class ProbeRequest(BaseModel):
     method: str
     path: str
     status: int | None  # None: no response (timeout, connection error)
+    consumer: str | None = None  # the provisioned consumer whose key it carried (it counts in its quota)
 
 
 WAKE_DELAY_EDGES_MS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
