@@ -27,7 +27,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from quotaquake.context import RunContext
 from quotaquake.runfolder import RunFolder
-from quotaquake.stack.processes import free_port
+from quotaquake.stack.lock import record_process
+from quotaquake.stack.processes import free_port, marker_env
 from quotaquake.stack.state import STATE_ENV_VAR
 
 PER_PROCESS_RATE = 4000.0
@@ -146,10 +147,16 @@ def run_locust(context: RunContext) -> LocustResult:
     """
     folder = context.folder
     command = locust_command(context)
-    env = {**os.environ, STATE_ENV_VAR: str(context.state_path)}
+    # the stack's markers: `stack down` finds Locust and its workers by them, even if this command dies
+    env = {
+        **os.environ,
+        STATE_ENV_VAR: str(context.state_path),
+        **marker_env(context.state.stack_id, context.state_path),
+    }
     interrupted = False
     with folder.locust_log.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        record_process(context.state_path, "locust", "locust", process.pid)
         try:
             _await_exit(process, folder.locust_stats_csv, context.request.duration_s, context.console)
         except KeyboardInterrupt:
