@@ -10,11 +10,12 @@ failing Prometheus yields a snapshot with ``error`` set (the cross-check then sa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from quotaquake.load.safety import check_target
 from quotaquake.runfolder.models import PrometheusSnapshot
 
 InstantQuery = Callable[[str, float], float | None]
@@ -26,9 +27,19 @@ DECISION_P99 = "histogram_quantile(0.99, sum by (le) (increase(quotaquake_limite
 TIMEOUT_S = 10
 
 
-def snapshot_prometheus(url: str, start: float, end: float, *, query: InstantQuery | None = None) -> PrometheusSnapshot:
+def snapshot_prometheus(
+    url: str,
+    start: float,
+    end: float,
+    *,
+    query: InstantQuery | None = None,
+    allow_hosts: Sequence[str] = (),
+) -> PrometheusSnapshot:
     """Requests and 429s the LB forwarded, degraded decisions and decision p99 between ``start`` and ``end``
-    (epoch seconds). ``query`` replaces the HTTP client (tests)."""
+    (epoch seconds). ``query`` replaces the HTTP client (tests). The loopback guard refuses (``UsageError``)
+    a Prometheus on another host unless it is in ``allow_hosts``."""
+    if query is None:
+        check_target(url, allow_hosts, what="prometheus")
     run_query = query or _http_query(url)
     window_s = max(1, math.ceil(end - start))
     queries = {

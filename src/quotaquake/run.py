@@ -109,7 +109,7 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         folder.create()
         if state.defect:
             console.print(f"[bold red]DEFECT SEEDED: {state.defect}[/]")
-        check_target(state.require_endpoints().gateway, request.allow_hosts)
+        check_target(state.require_endpoints().gateway, (*request.allow_hosts, *state.allow_hosts))
         context = RunContext(
             request=request,
             run_id=run_id,
@@ -190,7 +190,8 @@ def snapshot_server_side(context: RunContext, info: RunInfo) -> None:
     if prometheus is None:
         return
     time.sleep(SCRAPE_SETTLE_S)
-    snapshot = snapshot_prometheus(prometheus, info.started_at.timestamp(), time.time())
+    allowed = (*context.request.allow_hosts, *context.state.allow_hosts)
+    snapshot = snapshot_prometheus(prometheus, info.started_at.timestamp(), time.time(), allow_hosts=allowed)
     context.folder.write_prometheus(snapshot)
 
 

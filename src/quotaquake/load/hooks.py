@@ -29,7 +29,7 @@ from quotaquake.errors import UsageError
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import HistoryRecorder
 from quotaquake.load.runtime import ScenarioRuntime, build_runtime
-from quotaquake.load.safety import check_duration, check_rate, check_target
+from quotaquake.load.safety import capped_run_time, check_rate, check_target
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.models import EngineRecord, MonthlySeed, RunInfo
 
@@ -63,9 +63,9 @@ def check_safety(runtime: ScenarioRuntime, environment: Environment) -> None:
     """Rate, duration and target guards (``quotaquake.load.safety``)."""
     options = runtime.options
     check_rate(options.rate)
-    run_time = getattr(environment.parsed_options, "run_time", None)
-    if run_time:
-        check_duration(float(run_time))
+    parsed: Any = environment.parsed_options
+    run_time = getattr(parsed, "run_time", None)
+    parsed.run_time = int(capped_run_time(float(run_time) if run_time else None))  # no -t: the 2 h cap
     target = environment.host or runtime.state.require_endpoints().gateway
     check_target(target, options.allow_hosts)
 

@@ -57,7 +57,7 @@ def clear_leftovers(lock: StackLock) -> Leftovers:
 
 def refuse_copy(path: Path, state: StackState) -> None:
     """A state file names its own path; one that names another is a copy and must not steer a teardown."""
-    if Path(state.state_file) != path.resolve():
+    if Path(state.state_file).resolve() != path.resolve():
         raise UsageError(
             f"{path}: a copy of {state.state_file} (stack {state.stack_id}); "
             f"run the command with --state {state.state_file}, or remove this copy"

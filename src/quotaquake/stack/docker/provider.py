@@ -48,6 +48,7 @@ from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import ExecWaitStrategy, HttpWaitStrategy, LogMessageWaitStrategy
 
 from quotaquake.errors import StackError, UsageError
+from quotaquake.load.safety import check_target
 from quotaquake.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from quotaquake.stack import kong
 from quotaquake.stack.consumers import fresh_consumer, plan_consumers
@@ -460,6 +461,7 @@ def _stub_upstream() -> str:
 
 
 def _provisioned(proxy: str, probe_key: str | None) -> bool:
+    check_target(proxy, what="Kong proxy")
     with httpx.Client(base_url=proxy, timeout=2.0) as client:
         if client.get(kong.CALIBRATION_PATH).status_code != 200:
             return False

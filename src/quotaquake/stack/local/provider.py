@@ -292,7 +292,7 @@ class LocalProvider:
                 f"{self.state_path}: a {old.provider} stack ({old.stack_id}) is recorded there; "
                 "run `quotaquake stack down` first, or choose another --state"
             )
-        if Path(old.state_file) != self.state_path.resolve():
+        if Path(old.state_file).resolve() != self.state_path.resolve():
             raise UsageError(
                 f"{self.state_path}: a copy of {old.state_file} (stack {old.stack_id}); "
                 "use that state file, or remove this copy"
