@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer._click.exceptions as click_errors  # typer vendors click: its usage errors
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from quotaquake.errors import UsageError
 from quotaquake.policy import DEFAULT_POLICY_PATH
@@ -158,19 +160,19 @@ def stack_restore(
     with StackLock(path, "quotaquake stack restore") as lock:
         report_leftovers(clear_leftovers(lock))
         current = read_state(path)
-        done = restore_healthy(current, timeout)
+        done = restore_healthy(path, current, timeout)
     console.print(
         f"stack {current.stack_id} is healthy" + (f" ({', '.join(done)})" if done else " (nothing to restore)")
     )
 
 
-def restore_healthy(current: StackState, timeout_s: float) -> list[str]:
+def restore_healthy(path: Path, current: StackState, timeout_s: float) -> list[str]:
     """Resume/restart what is down through the fault registry's restore and wait until healthy."""
     from quotaquake.chaos.health import wait_until_healthy
     from quotaquake.faults.restore import restore_stack
     from quotaquake.stack.lifecycle import refuse_copy
 
-    refuse_copy(Path(current.state_file), current)
+    refuse_copy(path, current)
     if not current.ready:
         raise UsageError(f"stack {current.stack_id} never finished starting; `quotaquake stack down` and start again")
     if current.provider == "external":
@@ -212,6 +214,7 @@ def run(
     from quotaquake.context import RunRequest, parse_duration
     from quotaquake.preflight import check_run_request
     from quotaquake.run import record_run, verify_and_report
+    from quotaquake.stack.lifecycle import readable_state
 
     request = RunRequest(
         scenario=scenario,
@@ -235,8 +238,9 @@ def run(
     with StackLock(request.state_path, "quotaquake run") as lock:
         leftovers = clear_leftovers(lock)
         report_leftovers(leftovers)
-        if leftovers.experiment_stopped:  # it may have left a fault in place: undo it before measuring
-            restore_healthy(read_state(request.state_path), 60.0)
+        previous = readable_state(request.state_path)
+        if leftovers.experiment_stopped and previous is not None and previous.ready:
+            restore_healthy(request.state_path, previous, 60.0)  # a fault it left in place: undo it first
         folder = record_run(request, console)
     console.print(f"run folder: {folder.path}")
     raise typer.Exit(verify_and_report(folder.path, thresholds, console))
@@ -251,8 +255,11 @@ def verify(
 
     Exit code 0 pass, 1 fail, 3 unknown without fail, 2 usage or configuration error.
     """
+    from quotaquake.preflight import check_thresholds_file
     from quotaquake.run import verify_and_report
 
+    if thresholds is not None:
+        check_thresholds_file(thresholds)
     raise typer.Exit(verify_and_report(run_dir, thresholds, console))
 
 
@@ -260,8 +267,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def print_error(message: str) -> None:
+    """One line on stderr: ``error: <message>`` (newlines folded, no markup interpreted)."""
+    err.print(Text.assemble(("error: ", "red"), " ".join(message.split())), soft_wrap=True, highlight=False)
+
+
 def main() -> None:
-    """Entry point: one line and exit 2 for usage errors; exit 130 after a clean stop on Ctrl-C.
+    """Entry point: one line and exit 2 for usage errors (ours and the option parser's); exit 130 after a
+    clean stop on Ctrl-C.
 
     SIGINT and SIGTERM both interrupt (and so clean up), even when the shell started us with SIGINT
     ignored (a background job).
@@ -269,11 +282,22 @@ def main() -> None:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app()  # standalone: click usage errors exit 2 by themselves, Ctrl-C becomes exit 130
-    except UsageError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        code = app(standalone_mode=False)  # errors come back here instead of as typer's boxed panels
+    except click_errors.NoArgsIsHelpError as exc:
+        console.print(exc.ctx.get_help() if exc.ctx is not None else "", markup=False, highlight=False)
+        sys.exit(0)
+    except click_errors.UsageError as exc:  # a missing option, a value of the wrong type, ...
+        command = exc.ctx.command_path if exc.ctx is not None else "quotaquake"
+        print_error(f"{exc.format_message()} (see `{command} --help`)")
+        sys.exit(2)
+    except click_errors.ClickException as exc:
+        print_error(exc.format_message())
         sys.exit(exc.exit_code)
-    except SystemExit as exc:
-        if exc.code == 130:
-            err.print("interrupted; everything this command started was stopped")
-        raise
+    except UsageError as exc:
+        print_error(str(exc))
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    if code == 130:
+        err.print("interrupted; everything this command started was stopped")
+    sys.exit(code if isinstance(code, int) else 0)

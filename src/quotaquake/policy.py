@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from quotaquake.config import load_model
 
@@ -24,7 +24,16 @@ ANONYMOUS_TIER = "anonymous"
 QuotaModel = Literal["token-bucket", "fixed-window"]
 """How the target implements the policy: the embedded limiter's token bucket, or Kong's fixed windows."""
 
-PositiveRate = Annotated[float, Field(gt=0)]
+
+def _not_a_bool(value: object) -> object:
+    """YAML ``true`` would otherwise be taken as the number 1."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+NotBool = BeforeValidator(_not_a_bool)
+PositiveRate = Annotated[float, NotBool, Field(gt=0)]
 
 
 class _Frozen(BaseModel):
@@ -35,7 +44,7 @@ class Limits(_Frozen):
     """Per-minute and per-month limits; ``None`` means unlimited."""
 
     per_minute: PositiveRate | None = None
-    per_month: Annotated[int, Field(gt=0)] | None = None
+    per_month: Annotated[int, NotBool, Field(gt=0)] | None = None
 
     @property
     def unlimited(self) -> bool:
@@ -45,11 +54,11 @@ class Limits(_Frozen):
 class Bucket(_Frozen):
     """Token bucket shape shared by all limited tiers."""
 
-    burst_factor: Annotated[float, Field(ge=1.0, le=100.0)] = 1.5
+    burst_factor: Annotated[float, NotBool, Field(ge=1.0, le=100.0)] = 1.5
 
 
 class EndpointCost(_Frozen):
-    cost: Annotated[float, Field(ge=0.0)]
+    cost: Annotated[float, NotBool, Field(ge=0.0)]
 
 
 class ClientIpSource(StrEnum):
@@ -82,14 +91,14 @@ class Degradation(_Frozen):
     """
 
     on_redis_unavailable: DegradationMode = DegradationMode.FAIL_OPEN_LOCAL
-    redis_timeout_ms: Annotated[float, Field(gt=0, le=10_000)] = 50.0
-    redis_retry_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
+    redis_timeout_ms: Annotated[float, NotBool, Field(gt=0, le=10_000)] = 50.0
+    redis_retry_seconds: Annotated[float, NotBool, Field(gt=0, le=600)] = 1.0
 
 
 class Registry(_Frozen):
     """Consumer registry (Postgres) cache behaviour."""
 
-    refresh_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    refresh_seconds: Annotated[float, NotBool, Field(gt=0, le=3600)] = 5.0
 
 
 class Policy(_Frozen):
@@ -97,7 +106,7 @@ class Policy(_Frozen):
     bucket: Bucket = Bucket()
     tiers: dict[str, Limits]
     endpoints: dict[str, EndpointCost]
-    default_cost: Annotated[float, Field(ge=0.0)] = 1.0
+    default_cost: Annotated[float, NotBool, Field(ge=0.0)] = 1.0
     anonymous: Anonymous = Anonymous(per_minute=20)
     degradation: Degradation = Degradation()
     registry: Registry = Registry()

@@ -13,6 +13,7 @@ reported as it is.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -42,9 +43,22 @@ def check_run_request(request: RunRequest) -> None:
         check_thresholds_file(request.thresholds)
     if request.chaos is not None:
         check_chaos_request(request)
-    RunFolder((request.out or Path("reports") / "x").resolve()).check_creatable()
+    check_out_folder((request.out or Path("reports") / "preflight").resolve())
     check_extra_locust_args(request.locust_args)
     check_with_locust(preflight_locust_args(request))
+
+
+def check_out_folder(path: Path) -> None:
+    """The run folder can be created and written: tried for real (a read-only mount passes ``os.access``),
+    then everything the try created is removed again."""
+    RunFolder(path).check_creatable()
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        RunFolder(path).create()
+    finally:
+        for folder in created:  # deepest first: only what this check made, and only if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def check_thresholds_file(path: Path) -> None:
@@ -132,7 +146,6 @@ def _locust_side(argv: list[str]) -> int:
     """Import the locustfile and parse the full command line as ``locust`` would; 0 when both work."""
     from locust.argument_parser import get_locustfiles_locally, get_parser, parse_locustfile_option
     from locust.main import merge_locustfiles_content
-    from locust.util.timespan import parse_timespan
 
     sys.argv = ["locust", *argv]
     located: Any = parse_locustfile_option()
@@ -141,15 +154,14 @@ def _locust_side(argv: list[str]) -> int:
     except Exception as exc:  # whatever the locustfile raises on import is the error to report
         print(f"{located.locustfile}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    options = get_parser().parse_args()  # an unknown or malformed option: argparse's "error:" line, exit 2
     if not users:
-        print("error: no User class in the locustfile", file=sys.stderr)
+        print(f"error: {located.locustfile}: no User class in the locustfile", file=sys.stderr)
         return 2
+    options = get_parser().parse_args()  # an unknown or malformed option: argparse's "error:" line, exit 2
     if missing := set(options.user_classes or ()) - set(users):
         print(f"error: unknown User class(es): {', '.join(sorted(missing))}", file=sys.stderr)
         return 2
     try:
-        parse_timespan(options.run_time)
         if hasattr(options, "qq_rate"):
             from quotaquake.load.options import ScenarioOptions
 

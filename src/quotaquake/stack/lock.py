@@ -75,9 +75,8 @@ class StackLock:
 
     def acquire(self) -> None:
         """Take the lock without waiting; ``UsageError`` naming the holder if another command has it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(5):  # the holder may unlink the file between our open and our flock: retry
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, STATE_FILE_MODE)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -103,6 +102,13 @@ class StackLock:
         self._write()
         with _HELD_GUARD:
             _HELD[self.state_file.resolve()] = self
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, STATE_FILE_MODE)
+        except OSError as exc:
+            raise UsageError(f"{self.state_file}: cannot create its lock file {self.path}: {exc.strerror}") from None
 
     def record(self, name: str, kind: str, pid: int) -> None:
         """Note a process this command started (it is stopped with the stack if the command dies)."""
