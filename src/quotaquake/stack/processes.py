@@ -211,6 +211,24 @@ def terminate_pids(pids: list[int], grace_s: float) -> None:
     poll_until(lambda: _gone(pids), 2.0)
 
 
+def descendants(roots: set[int]) -> set[int]:
+    """``roots`` and every process below them (children that left the group, e.g. Postgres backends)."""
+    children: dict[int, list[int]] = {}
+    for pid in _other_pids():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        children.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(pid)
+    found, todo = set(roots), list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def group_members(pgid: int) -> list[int]:
     """Pids whose process group is ``pgid`` (the leader may already be gone)."""
     members = []

@@ -58,12 +58,12 @@ def stop_recorded(records: Iterable[ServiceRecord]) -> list[str]:
 
 
 def service_pids(state: StackState) -> set[int]:
-    """The live processes of the stack's recorded services (group members included)."""
+    """The live processes of the stack's recorded services (group members and descendants included)."""
     pids: set[int] = set()
     for record in state.services.values():
         if processes.is_alive(record) and record.pid is not None:
             pids.update(processes.group_members(record.pid))
-    return pids
+    return processes.descendants(pids)
 
 
 def stop_run_processes(state: StackState) -> int:
