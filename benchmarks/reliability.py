@@ -13,7 +13,8 @@ Parts (cases in ``tests/support/reliability.py`` and ``tests/support/campaign.py
 * deletions: state files written by another provider, hand-edited, copied, stale or corrupt never make
   quotaquake remove a folder it did not create;
 * keys: another local user cannot read them (state file, Postgres, Redis, command lines, environments);
-  a run folder holds no raw key.
+  a run folder holds no raw key;
+* ports: fresh ``stack up`` after ``stack up`` (each followed by ``stack down``) never fails on a port.
 
 Exit code 0 when every count is as it must be, 1 otherwise.
 """
@@ -33,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support import campaign
 from tests.support.reliability import bad_inputs, check_bad_input, fresh_folder
 
-PARTS = ("bad", "kill", "concurrent", "deletions", "keys")
+PARTS = ("bad", "kill", "concurrent", "deletions", "keys", "ports")
+FRESH_UPS = 20
 
 
 def bad_part(root: Path) -> bool:
@@ -91,13 +93,28 @@ def keys_part(root: Path) -> bool:
     return not exposed and not unmasked
 
 
+def ports_part(root: Path) -> bool:
+    failures = []
+    for index in range(FRESH_UPS):
+        folder = fresh_folder(root, 1000 + index)
+        up = campaign.command(["stack", "up", "--replicas", "3"], folder)
+        if up.returncode != 0:
+            failures.append(up.stderr.strip()[-200:])
+        campaign.command(["stack", "down"], folder)
+    for failure in failures:
+        print(f"  FAIL {failure}")
+    print(f"ports: {len(failures)} of {FRESH_UPS} fresh stack ups failed")
+    return not failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts")
     args = parser.parse_args()
     chosen = args.only or list(PARTS)
     parts: dict[str, Callable[[Path], bool]] = {"bad": bad_part, "kill": kill_part, "concurrent": concurrent_part,
-                                                "deletions": deletions_part, "keys": keys_part}  # fmt: skip
+                                                "deletions": deletions_part, "keys": keys_part,
+                                                "ports": ports_part}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="qq-reliability-") as folder:
         results = {name: parts[name](Path(folder)) for name in chosen}
     print("campaign: " + ", ".join(f"{name} {'ok' if ok else 'FAILED'}" for name, ok in results.items()))

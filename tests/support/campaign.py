@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from quotaquake.stack import processes
 from quotaquake.stack.state import StackState, read_state
-from tests.support.reliability import QUOTAQUAKE, REPO, STACK_FILE
+from tests.support.reliability import QUOTAQUAKE, REPO, STACK_FILE, TARGET_SRC
 
 STAGE_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 150.0
@@ -35,7 +35,7 @@ CHAOS = ["--chaos", "chaos/redis-kill.json", "--chaos-delay", "2s"]
 
 def env_for(tmp: Path) -> dict[str, str]:
     return {**os.environ, "QUOTAQUAKE_STATE": str(tmp / STACK_FILE), "QUOTAQUAKE_FAULT_HOLD_S": FAULT_HOLD_S,
-            "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}  # fmt: skip
+            "PYTHONPATH": f"{TARGET_SRC}:{REPO}"}  # fmt: skip
 
 
 def start(args: list[str], tmp: Path) -> subprocess.Popen[str]:
@@ -275,14 +275,21 @@ def _healthy_and_unfaulted(tmp: Path) -> list[str]:
 
 
 def concurrent_commands(tmp: Path) -> list[str]:
-    """While ``stack up`` starts, a second ``stack up`` and a ``run`` are refused; while a run runs, a second
-    run and ``stack down`` are refused; every refusal is one line naming the holder; the first run finishes."""
+    """While ``stack up`` starts, a second ``stack up``, a ``run`` and ``stack down`` are refused; while a run
+    runs, a second run, ``stack down`` and ``stack restore`` are refused; every refusal is one line naming
+    the holder; the first commands finish. The starting ``stack up`` is frozen (SIGSTOP) while the others
+    try, so "while it starts" does not depend on timing."""
     witness = Witness(tmp)
     problems: list[str] = []
     first = start(["stack", "up", "--replicas", "1"], tmp)
     witness.wait_for(services_at_least(2))
-    problems += _refused(["stack", "up", "--replicas", "1"], tmp, "stack up")
-    problems += _refused([*SHORT_RUN, "--out", str(tmp / "o1")], tmp, "stack up")
+    first.send_signal(signal.SIGSTOP)
+    try:
+        problems += _refused(["stack", "up", "--replicas", "1"], tmp, "stack up")
+        problems += _refused([*SHORT_RUN, "--out", str(tmp / "o1")], tmp, "stack up")
+        problems += _refused(["stack", "down"], tmp, "stack up")
+    finally:
+        first.send_signal(signal.SIGCONT)
     if first.wait(timeout=EXIT_TIMEOUT_S) != 0:
         problems.append("the first stack up failed")
     run = start([*SHORT_RUN, "--duration", "15s", "--out", str(tmp / "o2")], tmp)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+TARGET_SRC = Path(os.environ.get("QUOTAQUAKE_CAMPAIGN_SRC", REPO / "src"))
+"""The quotaquake the commands run (``QUOTAQUAKE_CAMPAIGN_SRC=/other/checkout/src``: measure another version)."""
 QUOTAQUAKE = [sys.executable, "-m", "quotaquake"]
 RUN = ["run", "--scenario", "scenarios/tiered.py", "--rate", "10", "--duration", "5s", "--out", "{tmp}/out"]
 STACK_FILE = "stack.json"
@@ -404,7 +406,7 @@ def expand(args: tuple[str, ...], tmp: Path) -> list[str]:
 
 
 def quotaquake(args: list[str], tmp: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "QUOTAQUAKE_STATE": str(tmp / STACK_FILE), "PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
+    env = {**os.environ, "QUOTAQUAKE_STATE": str(tmp / STACK_FILE), "PYTHONPATH": f"{TARGET_SRC}:{REPO}"}
     return subprocess.run([*QUOTAQUAKE, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
