@@ -27,6 +27,7 @@ from quotaquake.load.recorder import CONTEXT_KEY, HistoryRecorder, RequestContex
 from quotaquake.load.runtime import policy_of
 from quotaquake.load.schedule import ArrivalSchedule, EpochClock
 from quotaquake.load.traffic import build_mix
+from quotaquake.runfolder import RunFolder
 from tests.support.direct_envoy import fake_state
 
 FLUSH_ROWS = 5000
@@ -62,7 +63,7 @@ def run(rows: int, out: Path) -> float:
     mix, _ = build_mix(state, policy_of(state), options)
     clock, rng, response = EpochClock(), random.Random(1), Response()
     schedule = ArrivalSchedule(start_ns=clock.now_ns(), interval_ns=1, phase=0.0)
-    recorder = HistoryRecorder(out_dir=lambda: out, worker="bench")
+    recorder = HistoryRecorder(folder=lambda: RunFolder(out), worker="bench")
     started = time.process_time()
     for n in range(rows):
         now = clock.now_ns()

@@ -201,6 +201,7 @@ def run(
     chaos: Annotated[Path | None, typer.Option(help="Chaos Toolkit experiment to run while load flows.")] = None,
     chaos_delay: Annotated[str, typer.Option(help="Warm-up before the experiment starts.")] = "5s",
     processes: Annotated[int | None, typer.Option(help="Locust processes (default: by rate).")] = None,
+    engine: Annotated[str, typer.Option(help="Load engine: locust (default) or k6.")] = "locust",
     thresholds: Annotated[Path | None, typer.Option(help="SLO thresholds file.")] = None,
     policy: PolicyOpt = DEFAULT_POLICY_PATH,
     state: StateOpt = None,
@@ -208,11 +209,10 @@ def run(
 ) -> None:
     """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
 
-    Extra arguments after the options go to Locust (e.g. --qq-tiers free=1,pro=1). Exit code: 0 pass,
-    1 fail, 3 unknown, 2 usage error.
+    Extra arguments after the options go to Locust (e.g. --qq-tiers free=1,pro=1); with --engine k6 only
+    the --qq-* scenario options apply (and --qq-max-vus). Exit code: 0 pass, 1 fail, 3 unknown, 2 usage error.
     """
     from quotaquake.context import RunRequest, parse_duration
-    from quotaquake.preflight import check_run_request
     from quotaquake.run import record_run, verify_and_report
     from quotaquake.stack.lifecycle import readable_state
 
@@ -233,8 +233,8 @@ def run(
         processes=processes,
         allow_hosts=tuple(allow_host or ()),
         locust_args=tuple(ctx.args),
+        engine=engine,
     )
-    check_run_request(request)  # every input, before anything starts
     with StackLock(request.state_path, "quotaquake run") as lock:
         leftovers = clear_leftovers(lock)
         report_leftovers(leftovers)
@@ -250,9 +250,16 @@ def run(
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (reports/<run-id>).")],
     thresholds: Annotated[Path | None, typer.Option(help="SLO thresholds file.")] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option(help="Chaos Toolkit journal of an experiment run beside the load (default: the folder's)."),
+    ] = None,
+    state: StateOpt = None,
 ) -> None:
     """Check a recorded run against the quota model and the SLOs; write verdicts, report and JUnit.
 
+    For a run recorded by hand, the experiment's journal becomes fault windows, and the Prometheus of the
+    stack in the state file is snapshotted over the run's window when the folder has no snapshot.
     Exit code 0 pass, 1 fail, 3 unknown without fail, 2 usage or configuration error.
     """
     from quotaquake.preflight import check_thresholds_file
@@ -260,7 +267,8 @@ def verify(
 
     if thresholds is not None:
         check_thresholds_file(thresholds)
-    raise typer.Exit(verify_and_report(run_dir, thresholds, console))
+    code = verify_and_report(run_dir, thresholds, console, journal=journal, state_path=checked_state_path(state))
+    raise typer.Exit(code)
 
 
 def _interrupt(signum: int, frame: object) -> None:

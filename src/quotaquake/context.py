@@ -18,6 +18,7 @@ from quotaquake.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from quotaquake.runfolder import RunFolder
 from quotaquake.stack.state import DEFAULT_STATE_PATH, StackState
 
+ENGINES = ("locust", "k6")
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
@@ -49,7 +50,8 @@ class RunRequest:
     thresholds: Path | None = None
     processes: int | None = None  # None: chosen by rate
     allow_hosts: tuple[str, ...] = ()
-    locust_args: tuple[str, ...] = ()
+    locust_args: tuple[str, ...] = ()  # the extra arguments: Locust's, or the --qq-* options for k6
+    engine: str = "locust"  # the load engine: ENGINES
 
 
 def validate_request(request: RunRequest) -> None:
@@ -67,6 +69,19 @@ def validate_request(request: RunRequest) -> None:
     check_rate(request.rate)
     check_duration(request.duration_s)
     load_policy(request.policy_path)
+    if request.engine not in ENGINES:
+        raise UsageError(f"--engine: {request.engine!r} is not one of {', '.join(ENGINES)}")
+    if request.engine == "k6":
+        check_k6(request)
+
+
+def check_k6(request: RunRequest) -> None:
+    """The k6 engine runs one process and reads the scenario file without running it: refuse what it cannot."""
+    from quotaquake.load.k6 import check_k6_request
+
+    if request.processes is not None:
+        raise UsageError("--processes: Locust's; --engine k6 runs one k6 process")
+    check_k6_request(request.scenario, request.locust_args)
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,7 @@ class RunContext:
     folder: RunFolder
     state: StackState
     policy: Policy  # the policy the stack enforces (its state file's, else the request's)
-    processes: int  # Locust processes
+    processes: int  # Locust processes (1 for k6)
     console: Console
 
     @property

@@ -27,8 +27,7 @@ LOCUST_CHECK_TIMEOUT_S = 60.0
 OWNED_LOCUST_OPTIONS = {
     "-f": "--scenario", "--locustfile": "--scenario", "-t": "--duration", "--run-time": "--duration",
     "--headless": "(always headless)", "--csv": "--out", "--html": "--out", "--processes": "--processes",
-    "--master": "(set by quotaquake)", "--master-bind-host": "(set by quotaquake)",
-    "--master-bind-port": "(set by quotaquake)", "--master-port": "(set by quotaquake)", "--worker": "(local only)",
+    "--worker": "(workers join a master: start them with locust --worker)",
     "--qq-state": "--state", "--qq-out": "--out", "--qq-rate": "--rate", "--qq-orchestrated": "(set by quotaquake)",
     "--qq-allow-host": "--allow-host", "--autostart": "(always headless)", "--autoquit": "(always headless)",
 }  # fmt: skip
@@ -44,8 +43,9 @@ def check_run_request(request: RunRequest) -> None:
     if request.chaos is not None:
         check_chaos_request(request)
     check_out_folder((request.out or Path("reports") / "preflight").resolve())
-    check_extra_locust_args(request.locust_args)
-    check_with_locust(preflight_locust_args(request))
+    if request.engine == "locust":  # k6's options were checked by validate_request (check_k6)
+        check_extra_locust_args(request.locust_args)
+        check_with_locust(preflight_locust_args(request))
 
 
 def check_out_folder(path: Path) -> None:

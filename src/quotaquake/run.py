@@ -8,6 +8,7 @@ again, on success, on failure and on Ctrl-C.
 from __future__ import annotations
 
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from quotaquake.context import RunContext, RunRequest, validate_request
+from quotaquake.context import RunContext, RunRequest
 from quotaquake.errors import UsageError
 from quotaquake.policy import Policy, load_policy
 from quotaquake.runfolder import RunFolder
@@ -33,6 +34,8 @@ from quotaquake.verify.verdict import Outcome
 
 if TYPE_CHECKING:
     from quotaquake.chaos.runner import ChaosRun
+    from quotaquake.load.k6 import K6Result
+    from quotaquake.load.runner import LocustResult
 
 DEFAULT_REPLICAS = 3
 SCRAPE_SETTLE_S = 2.5  # Prometheus scrapes every 1 s; wait for the last counters before the snapshot
@@ -97,11 +100,12 @@ def stack_policy(state: StackState, request: RunRequest) -> Policy:
 
 def record_run(request: RunRequest, console: Console) -> RunFolder:
     """Validate, run the load (and chaos) against a stack and write the run folder; returns it."""
+    from quotaquake.load.host import sampling_host
     from quotaquake.load.runner import choose_processes
     from quotaquake.load.safety import check_target
+    from quotaquake.preflight import check_run_request
 
-    validate_request(request)
-    load_thresholds(request.thresholds)  # a bad thresholds file is refused now, not after the run
+    check_run_request(request)  # every input (thresholds, scenario, experiment, Locust's options) first
     run_id = new_run_id(request.scenario)
     folder = RunFolder((request.out or Path("reports") / run_id).resolve())
     folder.check_creatable()
@@ -116,13 +120,14 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
             folder=folder,
             state=state,
             policy=stack_policy(state, request),
-            processes=request.processes or choose_processes(request.rate),
+            processes=1 if request.engine == "k6" else request.processes or choose_processes(request.rate),
             console=console,
         )
         info = run_info(context)
         folder.write_info(info)
-        drive_load(context)
-        info = info.model_copy(update={"ended_at": datetime.now(UTC)})
+        with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
+            exit_code = drive_load(context)
+        info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code})
         folder.write_info(info)
         snapshot_server_side(context, info)
     return folder
@@ -137,6 +142,8 @@ def run_info(context: RunContext) -> RunInfo:
         duration_s=request.duration_s,
         started_at=datetime.now(UTC),
         provider=state.provider,
+        stack_id=state.stack_id,
+        prometheus_url=state.require_endpoints().prometheus,
         replicas=state.replicas,
         defect=state.defect,
         model=state.model,
@@ -146,9 +153,9 @@ def run_info(context: RunContext) -> RunInfo:
     )
 
 
-def drive_load(context: RunContext) -> None:
+def drive_load(context: RunContext) -> int:
+    """Run the load (and the experiment beside it); returns the load engine's exit code."""
     from quotaquake.chaos.runner import ChaosRun
-    from quotaquake.load.runner import run_locust
 
     request = context.request
     chaos = None
@@ -158,16 +165,28 @@ def drive_load(context: RunContext) -> None:
         )
         context.console.print(f"chaos: {request.chaos.name} starts after {request.chaos_delay_s:.0f} s of load")
     try:
-        result = run_locust(context)
-        context.console.print(f"locust: {result.request_count} requests, exit code {result.exit_code}")
+        result = run_engine(context)
+        context.console.print(f"{request.engine}: {result.request_count} requests, exit code {result.exit_code}")
         if result.interrupted:  # Ctrl-C: stop (the finally blocks stop chaos and the stack), keep the folder
             raise KeyboardInterrupt
         if chaos is not None:
             finish_chaos(chaos, context)
             chaos = None
+        return result.exit_code
     finally:
         if chaos is not None:
             chaos.terminate()
+
+
+def run_engine(context: RunContext) -> LocustResult | K6Result:
+    """The load, by the engine the request names (Locust by default)."""
+    if context.request.engine == "k6":
+        from quotaquake.load.k6 import run_k6
+
+        return run_k6(context)
+    from quotaquake.load.runner import run_locust
+
+    return run_locust(context)
 
 
 def finish_chaos(chaos: ChaosRun, context: RunContext) -> None:
@@ -195,7 +214,54 @@ def snapshot_server_side(context: RunContext, info: RunInfo) -> None:
     context.folder.write_prometheus(snapshot)
 
 
-def verify_and_report(run_dir: Path, thresholds: Path | None, console: Console) -> int:
+def complete_manual_run(folder: RunFolder, journal: Path | None, state_path: Path | None, console: Console) -> None:
+    """For a run recorded by hand (``locust -f`` with ``chaos run`` beside it): bring the experiment's journal
+    (and the probe ledger beside it) into the folder as fault windows, and take the Prometheus snapshot
+    over the run's window from the stack it ran against, if the folder has none. ``quotaquake verify`` is
+    then the orchestrating process of that folder."""
+    if journal is not None or (not folder.had_experiment() and folder.journal_file.is_file()):
+        link_journal(folder, journal or folder.journal_file, console)
+    if folder.read_prometheus() is None and state_path is not None and state_path.is_file():
+        snapshot_after_the_fact(folder, read_state(state_path), console)
+
+
+def link_journal(folder: RunFolder, journal: Path, console: Console) -> None:
+    from quotaquake.chaos.journal import fault_windows
+
+    info = folder.read_info()
+    windows = fault_windows(journal, info.policy)
+    if journal.resolve() != folder.journal_file.resolve():
+        folder.chaos_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(journal, folder.journal_file)
+        ledger = journal.parent / folder.probe_ledger.name
+        if ledger.is_file() and not folder.probe_ledger.is_file():
+            shutil.copyfile(ledger, folder.probe_ledger)
+    folder.write_faults(windows)
+    console.print(f"journal {journal}: {len(windows)} fault window(s)")
+
+
+def snapshot_after_the_fact(folder: RunFolder, state: StackState, console: Console) -> None:
+    """The Prometheus snapshot over the run's window, when the state file names the stack the run used."""
+    from quotaquake.prometheus import snapshot_prometheus
+
+    info = folder.read_info()
+    url = state.endpoints.prometheus if state.endpoints else None
+    if url is None or info.stack_id != state.stack_id:
+        return  # another stack (or none with a Prometheus): its counters say nothing of this run
+    # the counters of the run's last second reach Prometheus with the next scrape (1 s)
+    end = min(time.time(), info.ended_at.timestamp() + SCRAPE_SETTLE_S) if info.ended_at else time.time()
+    folder.write_prometheus(snapshot_prometheus(url, info.started_at.timestamp(), end, allow_hosts=state.allow_hosts))
+    console.print(f"prometheus: snapshot of {url} over the run's window")
+
+
+def verify_and_report(
+    run_dir: Path,
+    thresholds: Path | None,
+    console: Console,
+    *,
+    journal: Path | None = None,
+    state_path: Path | None = None,
+) -> int:
     """Check a run folder, render index.html + junit.xml, print the verdicts; return the exit code."""
     from quotaquake.report import render_report
     from quotaquake.verify.engine import verify_run
@@ -203,6 +269,10 @@ def verify_and_report(run_dir: Path, thresholds: Path | None, console: Console) 
     folder = RunFolder(run_dir)
     if not folder.is_run():
         raise UsageError(f"{run_dir}: not a run folder (no run.json)")
+    if journal is not None and not journal.is_file():
+        raise UsageError(f"--journal: {journal} does not exist")
+    load_thresholds(thresholds)
+    complete_manual_run(folder, journal, state_path, console)
     outcome = verify_run(run_dir, thresholds)
     report = render_report(folder, outcome)
     print_verdicts(outcome, console)

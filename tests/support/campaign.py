@@ -201,7 +201,9 @@ def kill_cases() -> list[KillCase]:
 
 def _chaos_process(args: tuple[str, ...], tmp: Path) -> subprocess.Popen[str]:
     chaos = str(Path(QUOTAQUAKE[0]).parent / "chaos")
-    return subprocess.Popen([chaos, "--no-version-check", "--log-file", str(tmp / "chaos.log"), *args], cwd=REPO,
+    command_line = [chaos, "--no-version-check", "--log-file", str(tmp / "chaos.log"), args[0],
+                    "--journal-path", str(tmp / "journal.json"), *args[1:]]  # fmt: skip
+    return subprocess.Popen(command_line, cwd=REPO,
                             env=env_for(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 

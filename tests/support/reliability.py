@@ -340,7 +340,7 @@ def run_file_cases() -> list[BadInput]:
 
 def run_locust_cases() -> list[BadInput]:
     owned = ["--run-time=1h", "-t", "--csv", "--html", "--processes", "--headless", "--qq-rate", "--qq-state",
-             "--qq-out", "-f", "--master", "--worker", "--qq-orchestrated"]  # fmt: skip
+             "--qq-out", "-f", "--worker", "--qq-orchestrated"]  # fmt: skip
     cases = [_run(arg, *(["x"] if not arg.startswith("--headless") and "=" not in arg else []),
                   name=f"run extra {arg}", expect=arg.split("=")[0]) for arg in owned]  # fmt: skip
     cases += [

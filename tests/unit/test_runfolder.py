@@ -13,7 +13,14 @@ from quotaquake.errors import ConfigError
 from quotaquake.policy import load_policy
 from quotaquake.runfolder import RunFolder, append_probe_requests
 from quotaquake.runfolder.history import SCHEMA, read_history, write_part
-from quotaquake.runfolder.models import EngineRecord, MonthlySeed, ProbeRequest, PrometheusSnapshot, RunInfo
+from quotaquake.runfolder.models import (
+    EngineRecord,
+    HostSample,
+    MonthlySeed,
+    ProbeRequest,
+    PrometheusSnapshot,
+    RunInfo,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -83,3 +90,18 @@ def test_create_refuses_a_folder_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="cannot write the run folder here"):
         RunFolder(tmp_path / "file" / "run").create()
+
+
+def test_host_samples_round_trip_and_a_cut_last_line_is_left_out(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    assert folder.read_host_samples() == []
+    samples = [HostSample(t=1.0 + k, interval_s=1.0, cores=2, cpu_busy=[0.5, 0.25]) for k in range(2)]
+    for sample in samples:
+        folder.append_host_sample(sample)
+    assert folder.read_host_samples() == samples
+    with folder.host_file.open("a") as out:
+        out.write('{"t": 3.0, "interval')  # the sampler was killed mid-line
+    assert folder.read_host_samples() == samples
+    folder.host_file.write_text('{"t": 1.0}\n' + samples[0].model_dump_json() + "\n")
+    with pytest.raises(ConfigError, match=r"host\.jsonl: line 1: interval_s: Field required"):
+        folder.read_host_samples()

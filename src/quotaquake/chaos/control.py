@@ -36,8 +36,10 @@ def before_experiment_control(
     """Check the experiment (``context``) against the stack named by its configuration; by hand, hold the
     stack's lock."""
     try:
-        if STACK_ID_ENV not in os.environ:  # not a child of `quotaquake run` (which holds the lock)
-            lock = StackLock(state_file(configuration), f"chaos run {context.get('title', '')}".strip())
+        path = state_file(configuration)
+        held_here = any(lock.state_file.resolve() == path.resolve() for lock in _held)
+        if STACK_ID_ENV not in os.environ and not held_here:  # `quotaquake run` holds it for its children
+            lock = StackLock(path, f"chaos run {context.get('title', '')}".strip())
             lock.acquire()
             _held.append(lock)
         check_experiment(context, load_stack(configuration))

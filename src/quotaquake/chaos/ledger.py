@@ -3,8 +3,9 @@
 Probe traffic is not in the load history, but the gateway and Prometheus count it, so verification reads
 the ledger to tell probe requests from lost ones (``RunFolder.read_probe_requests``). The experiment
 names the file through the configuration entry ``quotaquake_probe_ledger`` (env
-``QUOTAQUAKE_PROBE_LEDGER``, set by ``quotaquake run`` to ``RunFolder.probe_ledger``); when it is empty,
-as in a standalone ``chaos run``, nothing is recorded.
+``QUOTAQUAKE_PROBE_LEDGER``, set by ``quotaquake run`` to ``RunFolder.probe_ledger``). A standalone
+``chaos run`` writes ``probe-requests.jsonl`` in its working directory, beside its ``journal.json``, where
+``quotaquake verify --journal`` finds it; an empty value records nothing.
 """
 
 from __future__ import annotations

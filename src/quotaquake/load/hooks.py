@@ -8,7 +8,8 @@ event model expects. What happens in each process:
   given), ``engine.json`` written at test start (with the monthly usage ``before_start`` seeded) and at
   quit (end time and Locust's final counts). For a plain ``locust -f`` run the master also orchestrates:
   it validates the options, checks the target with the safety guard, and writes ``run.json``. Under
-  ``quotaquake run`` (``--qq-orchestrated``) that command did both already;
+  ``quotaquake run`` (``--qq-orchestrated``) that command did both already, and samples the host
+  (``host.jsonl``), which a plain run's master does itself in a greenlet;
 * worker or local runner: the history recorder listens to ``request`` and writes parts.
 
 Bad input exits with status 2 and one line on stderr (no traceback).
@@ -22,10 +23,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import gevent
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from quotaquake.errors import UsageError
+from quotaquake.load.distributed import install_distribution
+from quotaquake.load.host import HostSampler, StackProcesses
 from quotaquake.load.options import ScenarioDefaults, ScenarioOptions, add_options
 from quotaquake.load.recorder import HistoryRecorder
 from quotaquake.load.runtime import ScenarioRuntime, build_runtime
@@ -80,6 +84,8 @@ def plain_run_info(runtime: ScenarioRuntime, parsed: Any) -> RunInfo:
         duration_s=float(parsed.run_time) if getattr(parsed, "run_time", None) else None,
         started_at=datetime.now(UTC),
         provider=state.provider,
+        stack_id=state.stack_id,
+        prometheus_url=state.require_endpoints().prometheus,
         replicas=state.replicas,
         defect=state.defect,
         model=state.model,
@@ -105,14 +111,19 @@ def prepare_controller(environment: Environment, before_start: BeforeStart | Non
     if not environment.host:
         environment.host = runtime.state.require_endpoints().gateway
     record = EngineRecord()
+    host = None if runtime.options.orchestrated else HostSampler(folder, StackProcesses(runtime.options.state))
 
     def on_test_start(**_: Any) -> None:
         record.started_at = datetime.now(UTC)
+        if host is not None and host.start_probe():  # a plain run samples its host (else ``quotaquake run``)
+            gevent.spawn(host.run, gevent.sleep)
         if before_start is not None:
             record.monthly_seeds = [*record.monthly_seeds, *before_start(runtime)]
         folder.write_engine(record)
 
     def on_quit(**_: Any) -> None:
+        if host is not None:
+            host.stop()
         total = environment.stats.total
         record.ended_at = datetime.now(UTC)
         record.requests, record.failures = int(total.num_requests), int(total.num_failures)
@@ -136,8 +147,8 @@ def install_scenario(events: Any, defaults: ScenarioDefaults, before_start: Befo
         try:
             if not isinstance(runner, WorkerRunner):
                 prepare_controller(environment, before_start)
-            if not isinstance(runner, MasterRunner):
-                install_recorder(environment)
+            recorder = install_recorder(environment) if not isinstance(runner, MasterRunner) else None
+            install_distribution(environment, recorder)  # master/worker: every worker's rows reach the master
         except UsageError as exc:
             exit_with_usage_error(exc)
 

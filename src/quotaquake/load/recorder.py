@@ -1,11 +1,14 @@
-"""History recorder: a Locust ``request`` event listener that writes one row per request to Parquet.
+"""History recorder: a Locust ``request`` event listener that collects one row per request and writes parts.
 
-Rows follow ``quotaquake.runfolder.history.SCHEMA``. The listener only appends to per-column Python lists
-(header values are kept as the raw strings and parsed to numbers in bulk when flushed), so its cost per
-request is a handful of list appends and header lookups. A background greenlet writes the rows collected
-so far every ``FLUSH_INTERVAL_S`` (1 s) as a new part ``part-<worker>-<seq>.parquet`` of the run
-folder's history (``quotaquake.runfolder.history.write_part``: atomic, so readers never see half a part);
-the last rows are written when Locust quits. Each process writes its own parts; readers take the whole folder.
+Rows follow ``quotaquake.runfolder.history.SCHEMA``. The listener only appends to per-column Python lists:
+response headers are kept as the text Locust's client already decoded, and numbers are parsed in bulk
+(vectorised, pyarrow) when flushed, so its cost per request is a handful of list appends and dict lookups
+(~1 us). Nothing it keeps is a container object, so the rows held between flushes add no work to Python's
+garbage collector. A background greenlet hands the rows collected so far every ``FLUSH_INTERVAL_S``
+(1 s) to a ``PartWriter`` as the part ``part-<worker>-<seq>.parquet``; the last rows are handed over when
+Locust quits (``close``). The default writer, ``FolderWriter``, writes the part into the run folder's
+history (``quotaquake.runfolder.history.write_part``: atomic, so readers never see half a part); a remote
+worker's writer ships it to the master instead (``quotaquake.load.distributed``).
 
 Requests that carry no quotaquake context (another User class in the same locustfile) are recorded too,
 with ``intended_ns = sent_ns`` = Locust's start time, so the row count always equals Locust's count.
@@ -19,15 +22,14 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from quotaquake.runfolder import RunFolder
-from quotaquake.runfolder.history import COLUMNS, SCHEMA, write_part
+from quotaquake.runfolder.history import SCHEMA, write_part
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ HEADER_COLUMNS: dict[str, tuple[str, ...]] = {
     "upstream_ms": ("x-envoy-upstream-service-time",),
 }
 NUMERIC_HEADER_COLUMNS = ("rl_limit", "rl_remaining", "rl_reset", "retry_after", "upstream_ms")
+COLLECTED_COLUMNS: tuple[str, ...] = tuple(name for name in SCHEMA.names if name != "worker")
+"""Columns collected per request; ``worker`` is the same for every row of a recorder and added at flush."""
 
 
 @dataclass(slots=True)
@@ -60,6 +64,23 @@ class RequestContext:
     cost: float
 
 
+class PartWriter(Protocol):
+    """Where a recorder's parts go: ``write`` one part named ``name`` (raises if it could not)."""
+
+    def write(self, name: str, table: pa.Table) -> None: ...
+
+
+class FolderWriter:
+    """Writes parts into a run folder's history. ``folder`` is called at each write (not at construction)
+    because remote workers learn the master's ``--qq-out`` only with the first spawn message."""
+
+    def __init__(self, folder: Callable[[], RunFolder]) -> None:
+        self.folder = folder
+
+    def write(self, name: str, table: pa.Table) -> None:
+        write_part(self.folder().history_dir, name, table)
+
+
 def worker_id() -> str:
     """``<host>-<pid>``: names this generator process in rows and part files."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -68,26 +89,6 @@ def worker_id() -> str:
 _dict_get = dict.get
 _HEADER_NAMES = tuple(HEADER_COLUMNS.values())
 NO_HEADERS: tuple[None, ...] = (None,) * len(HEADER_COLUMNS)
-
-
-def header_entries(headers: Any) -> tuple[Any, ...]:
-    """Raw entries of the ``HEADER_COLUMNS`` headers, in that order (``None`` where absent).
-
-    Hot path: geventhttpclient's ``Headers`` is a dict keyed by lower-case name holding ``(field, value)``
-    (a list of them for repeated fields); reading it with ``dict.get`` skips its KeyError-based ``get``,
-    which matters because most looked-up headers are absent. Entries are turned into text at flush time
-    (``header_text``). Other mappings (tests, requests' headers) go through their ``.get``.
-    """
-    get = headers.get if not isinstance(headers, dict) else None
-    entries = []
-    for names in _HEADER_NAMES:
-        entry = None
-        for name in names:
-            entry = _dict_get(headers, name) if get is None else get(name)
-            if entry is not None:
-                break
-        entries.append(entry)
-    return tuple(entries)
 
 
 def header_text(entry: Any) -> str | None:
@@ -99,6 +100,25 @@ def header_text(entry: Any) -> str | None:
     if isinstance(entry, list):
         return header_text(entry[0]) if entry else None
     return str(entry)
+
+
+def header_texts(headers: Any) -> list[str | None]:
+    """The ``HEADER_COLUMNS`` headers' values as text, in that order (``None`` where absent).
+
+    Hot path: geventhttpclient's ``Headers`` is a dict keyed by lower-case name holding ``(field, value)``
+    (a list of them for repeated fields); reading it with ``dict.get`` skips its KeyError-based ``get``,
+    which matters because most looked-up headers are absent. Other mappings go through their ``.get``.
+    """
+    plain = isinstance(headers, dict)
+    texts: list[str | None] = []
+    for names in _HEADER_NAMES:
+        entry = None
+        for name in names:
+            entry = _dict_get(headers, name) if plain else headers.get(name)
+            if entry is not None:
+                break
+        texts.append(entry if entry is None else entry[1] if entry.__class__ is tuple else header_text(entry))
+    return texts
 
 
 def header_value(headers: Any, names: tuple[str, ...]) -> str | None:
@@ -126,30 +146,39 @@ def float_column(values: list[str | None]) -> pa.Array:
         return pa.array([_to_float(v) for v in values], pa.float64())
 
 
-def build_table(columns: Mapping[str, list[Any]]) -> pa.Table:
-    """The collected columns (header columns holding raw entries) as a table of ``SCHEMA``."""
+def build_table(columns: Mapping[str, list[Any]], worker: str) -> pa.Table:
+    """The collected columns (header columns as text) plus ``worker`` as a table of ``SCHEMA``."""
+    rows = len(columns["sent_ns"])
     arrays = []
     for field in SCHEMA:
-        values = columns[field.name]
-        if field.name in HEADER_COLUMNS:
-            values = [header_text(entry) for entry in values]
-        if field.name in NUMERIC_HEADER_COLUMNS:
-            arrays.append(float_column(values))
+        if field.name == "worker":
+            arrays.append(pa.repeat(pa.scalar(worker, pa.string()), rows))
+        elif field.name in NUMERIC_HEADER_COLUMNS:
+            arrays.append(float_column(columns[field.name]))
         else:
-            arrays.append(pa.array(values, field.type))
+            arrays.append(pa.array(columns[field.name], field.type))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
 class HistoryRecorder:
-    """Collects rows from Locust ``request`` events and writes them as Parquet parts (see module docstring).
+    """Collects rows from Locust ``request`` events and hands them to a ``PartWriter`` (see module docstring).
 
-    ``folder`` is called at each flush (not at construction) because remote workers learn the master's
-    ``--qq-out`` only with the first spawn message.
+    ``folder`` builds the default ``FolderWriter``; pass ``writer`` to send parts elsewhere. ``writer`` may
+    be replaced while running (a remote worker does so once it knows where its parts go).
     """
 
-    def __init__(self, *, folder: Callable[[], RunFolder], worker: str | None = None) -> None:
-        self.folder = folder
+    def __init__(
+        self,
+        *,
+        folder: Callable[[], RunFolder] | None = None,
+        worker: str | None = None,
+        writer: PartWriter | None = None,
+    ) -> None:
+        if writer is None and folder is None:
+            raise ValueError("HistoryRecorder needs a folder or a writer")
+        self.writer: PartWriter = writer if writer is not None else FolderWriter(folder)  # type: ignore[arg-type]
         self.worker = worker or worker_id()
+        self.rows_recorded = 0  # rows handed to the writer or still pending: every request seen so far
         self.rows_written = 0
         self.parts_written = 0
         self.write_errors = 0
@@ -161,8 +190,8 @@ class HistoryRecorder:
 
     def _new_columns(self) -> dict[str, list[Any]]:
         """Start empty columns; returns the previous ones. ``_appenders`` are their bound ``append``s."""
-        previous, self._columns = self._columns, {name: [] for name in COLUMNS}
-        self._appenders = tuple(self._columns[name].append for name in COLUMNS)
+        previous, self._columns = self._columns, {name: [] for name in COLLECTED_COLUMNS}
+        self._appenders = tuple(self._columns[name].append for name in COLLECTED_COLUMNS)
         return previous
 
     @property
@@ -200,7 +229,6 @@ class HistoryRecorder:
             a_degraded,
             a_replica,
             a_upstream,
-            a_worker,
         ) = self._appenders
         qq: RequestContext | None = context.get(CONTEXT_KEY) if context else None
         if qq is not None:
@@ -228,7 +256,7 @@ class HistoryRecorder:
             a_error("no response" if status == 0 else None)
         headers = getattr(response, "headers", None) if response is not None else None
         limit, remaining, reset, retry, degraded, replica, upstream = (
-            NO_HEADERS if headers is None else header_entries(headers)
+            NO_HEADERS if headers is None else header_texts(headers)
         )
         a_limit(limit)
         a_remaining(remaining)
@@ -237,24 +265,24 @@ class HistoryRecorder:
         a_degraded(degraded)
         a_replica(replica)
         a_upstream(upstream)
-        a_worker(self.worker)
+        self.rows_recorded += 1
 
-    def flush(self) -> Path | None:
-        """Write the rows collected so far as the next part; returns its path (``None`` if no rows)."""
+    def flush(self) -> str | None:
+        """Hand the rows collected so far to the writer as the next part; returns its name (``None`` if no rows)."""
         if not self.pending:
             return None
         columns = self._new_columns()
+        rows = len(columns["sent_ns"])
         self._seq += 1
+        name = f"part-{self.worker}-{self._seq:06d}.parquet"
         try:
-            path = write_part(
-                self.folder().history_dir, f"part-{self.worker}-{self._seq:06d}.parquet", build_table(columns)
-            )
+            self.writer.write(name, build_table(columns, self.worker))
         except Exception:
-            self.write_errors += len(columns["sent_ns"])
+            self.write_errors += rows
             raise
-        self.rows_written += len(columns["sent_ns"])
+        self.rows_written += rows
         self.parts_written += 1
-        return path
+        return name
 
     def _flush_forever(self, interval_s: float) -> None:
         while True:

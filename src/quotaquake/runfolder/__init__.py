@@ -3,13 +3,19 @@
 Layout (models in ``quotaquake.runfolder.models``, the history schema in ``quotaquake.runfolder.history``)::
 
     run.json                    RunInfo: what was asked for, against what (orchestrating process)
-    engine.json                 EngineRecord: the load engine's start, end, totals, seeds (Locust master)
-    history/                    request history, Parquet parts (every Locust worker process)
+    engine.json                 EngineRecord: the load engine's start, end, totals, seeds, workers (Locust master)
+    history/                    request history, Parquet parts (every Locust worker process, or the master
+                                for workers on other machines, which ship their parts to it)
+    .qq-master-token            the Locust master's token: workers that find it here share this folder
     locust_*.csv, locust.html   Locust's own stats and report; locust.log its output
+    k6-script.js                the k6 script of a ``--engine k6`` run (plan inlined: re-runnable with ``k6 run``)
+    k6-samples.csv.gz           k6's every metric sample (``--out csv``): what history/ is converted from
+    k6-summary.json, k6.log     k6's end-of-test summary (``--summary-export``) and its output
     chaos/journal.json          Chaos Toolkit journal; chaostoolkit.log, chaos-output.txt its output
     chaos/probe-requests.jsonl  requests the experiment's probes sent through the gateway (chaos probes)
     faults.json                 fault windows derived from the journal (orchestrating process)
     prometheus.json             server-side counters over the run window (orchestrating process)
+    host.jsonl                  the machine each second during the load: CPU, pressure, who used it (host sampler)
     verdicts.json               verification; index.html and junit.xml: the report
 
 Readers turn a missing, truncated or corrupt file into a one-line ``ConfigError`` naming the file
@@ -34,6 +40,8 @@ from quotaquake.runfolder.history import check_parts, part_paths
 from quotaquake.runfolder.models import (
     EngineRecord,
     FaultWindow,
+    HostSample,
+    K6Summary,
     ProbeRequest,
     PrometheusSnapshot,
     RunInfo,
@@ -65,6 +73,11 @@ class RunFolder:
         return self.path / "history"
 
     @property
+    def master_token_file(self) -> Path:
+        """Written by a Locust master: a worker that finds the master's token here shares this folder."""
+        return self.path / ".qq-master-token"
+
+    @property
     def locust_csv_prefix(self) -> Path:
         """Locust's ``--csv`` prefix: ``locust_stats.csv``, ``locust_stats_history.csv``, ... beside it."""
         return self.path / "locust"
@@ -80,6 +93,23 @@ class RunFolder:
     @property
     def locust_log(self) -> Path:
         return self.path / "locust.log"
+
+    @property
+    def k6_script(self) -> Path:
+        return self.path / "k6-script.js"
+
+    @property
+    def k6_samples(self) -> Path:
+        """k6's CSV output, gzipped (k6 compresses because of the ``.gz`` name)."""
+        return self.path / "k6-samples.csv.gz"
+
+    @property
+    def k6_summary(self) -> Path:
+        return self.path / "k6-summary.json"
+
+    @property
+    def k6_log(self) -> Path:
+        return self.path / "k6.log"
 
     @property
     def chaos_dir(self) -> Path:
@@ -108,6 +138,10 @@ class RunFolder:
     @property
     def prometheus_file(self) -> Path:
         return self.path / "prometheus.json"
+
+    @property
+    def host_file(self) -> Path:
+        return self.path / "host.jsonl"
 
     @property
     def verdicts_file(self) -> Path:
@@ -165,6 +199,14 @@ class RunFolder:
     def write_engine(self, record: EngineRecord) -> None:
         _write_text(self.engine_file, record.model_dump_json(indent=2))
 
+    # -- k6 ------------------------------------------------------------------------------------------------
+    def write_k6_script(self, text: str) -> None:
+        _write_text(self.k6_script, text)
+
+    def read_k6_summary(self) -> K6Summary | None:
+        """k6's summary export, or ``None`` when k6 wrote none (killed before the end of its test)."""
+        return _read_model(self.k6_summary, K6Summary) if self.k6_summary.is_file() else None
+
     # -- history -------------------------------------------------------------------------------------------
     def history_parts(self) -> list[Path]:
         """Every history part, checked to be a readable part of our schema (``ConfigError`` otherwise)."""
@@ -197,6 +239,31 @@ class RunFolder:
 
     def write_prometheus(self, snapshot: PrometheusSnapshot) -> None:
         _write_text(self.prometheus_file, snapshot.model_dump_json(indent=2))
+
+    # -- host.jsonl -----------------------------------------------------------------------------------------
+    def append_host_sample(self, sample: HostSample) -> None:
+        """Append one sample as a line (one ``write`` of the whole line)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self.host_file.open("a", encoding="utf-8") as out:
+            out.write(sample.model_dump_json() + "\n")
+
+    def read_host_samples(self) -> list[HostSample]:
+        """The host samples in file order; none without a file. A last line without its newline (the
+        sampler was killed mid-write) is left out; any other bad line is a ``ConfigError``."""
+        if not self.host_file.is_file():
+            return []
+        text = _read_bytes(self.host_file).decode("utf-8", "replace")
+        lines = text.split("\n")
+        complete = lines[:-1]  # the text after the last newline is empty, or a line cut short
+        samples = []
+        for number, line in enumerate(complete, 1):
+            if not line.strip():
+                continue
+            try:
+                samples.append(HostSample.model_validate_json(line))
+            except ValidationError as exc:
+                raise _problem(self.host_file, exc, f"line {number}") from None
+        return samples
 
     # -- chaos ---------------------------------------------------------------------------------------------
     def read_probe_requests(self) -> list[ProbeRequest]:

@@ -45,6 +45,8 @@ class RunInfo(BaseModel):
     started_at: datetime
     ended_at: datetime | None = None
     provider: str = "local"
+    stack_id: str | None = None  # the stack the run ran against (its state file's id)
+    prometheus_url: str | None = None  # the target's Prometheus, when it declares one (server-side checks)
     replicas: int = 3
     defect: str | None = None
     model: QuotaModel = "token-bucket"
@@ -53,15 +55,63 @@ class RunInfo(BaseModel):
     locust_processes: int = 1
     initial_state: InitialState = InitialState.UNKNOWN
     initial_state_at: datetime | None = None  # when the reset happened
+    load_exit_code: int | None = None  # the load engine's exit code (negative: killed by that signal)
     notes: list[str] = Field(default_factory=list)
+
+
+class Delivery(StrEnum):
+    """How a Locust worker's history parts reached the master's run folder.
+
+    ``shared-folder``: the worker wrote them there itself (it found the master's token in the folder: same
+    machine or a shared file system); ``shipped``: it sent them to the master over Locust's messaging and
+    the master wrote them; ``none``: it never learned where they go (no answer from the master).
+    """
+
+    SHARED_FOLDER = "shared-folder"
+    SHIPPED = "shipped"
+    NONE = "none"
+
+
+class WorkerRecord(BaseModel):
+    """One Locust worker process that joined the master (``engine.json`` ``workers``), as the master saw it.
+
+    ``rows``: history rows of this worker in the master's run folder (parts the master wrote, plus the
+    rows the worker reported writing there itself); ``requests``: requests the worker recorded, from its
+    final report (``None``: no final report arrived: it died or its report came too late).
+    ``rows_elsewhere``: rows the worker wrote into its own folder instead (``spill_dir`` on ``host``),
+    because the master was not answering or did not take them fast enough. ``missing``: Locust's master
+    stopped hearing its heartbeat (killed, hung or cut off). Clock: ``clock_offset_ms`` = master clock minus
+    worker clock, from the lowest-round-trip of several pings at join; when its magnitude exceeds half the
+    round trip the worker shifted its rows' times by it (``clock_corrected``); ``clock_uncertainty_ms`` bounds
+    how far this worker's times may still be from the master's clock.
+    """
+
+    id: str  # Locust's client id of the worker
+    worker: str | None = None  # the history's ``worker`` column value (host-pid)
+    host: str | None = None
+    pid: int | None = None
+    delivery: Delivery = Delivery.NONE
+    rows: int = 0
+    requests: int | None = None
+    rows_elsewhere: int = 0
+    spill_dir: str | None = None
+    joined_at: datetime | None = None
+    left_at: datetime | None = None
+    missing: bool = False
+    final_report: bool = False
+    clock_offset_ms: float | None = None
+    clock_uncertainty_ms: float | None = None
+    clock_corrected: bool = False
 
 
 class EngineRecord(BaseModel):
     """``engine.json``: what the load engine itself recorded. Written only by the Locust master (or the
     single local runner): its start, its end and final counts when it quit, and the monthly usage it seeded.
+    For ``engine="k6"`` the orchestrating process writes it from k6's own summary, after k6 exited.
 
     ``requests``/``failures`` are Locust's own totals over all workers, taken when every user had stopped
-    (``None`` while running, and for ever when Locust was killed before it could quit).
+    (``None`` while running, and for ever when Locust was killed before it could quit). A master also
+    records each worker that joined (``workers``, written when it quits).
     """
 
     engine: str = "locust"
@@ -70,6 +120,25 @@ class EngineRecord(BaseModel):
     requests: int | None = None
     failures: int | None = None
     monthly_seeds: list[MonthlySeed] = Field(default_factory=list)
+    distributed: bool = False  # a Locust master with workers (then ``workers`` lists every one that joined)
+    workers: list[WorkerRecord] = Field(default_factory=list)
+    dropped_iterations: int | None = None  # scheduled sends the engine never made (k6: no free VU); None: n/a
+
+
+class K6Summary(BaseModel):
+    """``k6-summary.json`` (``k6 run --summary-export``): written by k6; quotaquake reads its metrics.
+
+    ``metrics[name]``: a counter has ``count``/``rate``; a rate (``http_req_failed``) ``passes`` (true
+    samples: failed requests), ``fails`` and ``value``; a trend its ``summaryTrendStats``.
+    """
+
+    metrics: dict[str, dict[str, object]] = Field(default_factory=dict)
+
+    def number(self, metric: str, field: str) -> int:
+        """A metric's whole-number field (``count``, ``passes``); 0 when k6 never sampled the metric (a
+        counter without a sample, e.g. no dropped iteration, is left out of the export)."""
+        value = self.metrics.get(metric, {}).get(field)
+        return int(value) if isinstance(value, int | float) else 0
 
 
 class FaultKind(StrEnum):
@@ -127,7 +196,11 @@ class PrometheusSnapshot(BaseModel):
     """``prometheus.json``: server-side counts over the run window, taken from the target's Prometheus
     before the stack went down. Written by the orchestrating process.
 
-    ``decision_p99_ms``: the limiter's decision-time p99 from its histogram over the window.
+    ``decision_p99_ms``/``decision_p50_ms``: the limiter's decision-time p99/p50 from its histogram over the
+    window (``histogram_quantile``, interpolated within a bucket); ``decision_count``: decisions in the window;
+    ``decision_buckets``: per bucket edge ``le`` (seconds, as Prometheus writes it), the decisions that took
+    at most that long over the window, so checks can count exactly how many decisions met a target that is
+    a bucket edge.
     """
 
     url: str
@@ -137,6 +210,9 @@ class PrometheusSnapshot(BaseModel):
     rejected_429: float | None = None
     degraded_decisions: float | None = None
     decision_p99_ms: float | None = None
+    decision_p50_ms: float | None = None
+    decision_count: float | None = None  # limiter decisions over the window (histogram _count difference)
+    decision_buckets: dict[str, float] | None = None  # cumulative decisions <= each bucket edge (seconds, "+Inf")
     queries: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
 
@@ -152,3 +228,44 @@ class ProbeRequest(BaseModel):
     method: str
     path: str
     status: int | None  # None: no response (timeout, connection error)
+
+
+WAKE_DELAY_EDGES_MS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+"""Upper edges (ms) of the scheduler-delay buckets of ``HostSample.wake_delay_counts``; one more bucket
+(the last count) holds the delays above the last edge."""
+
+
+class HostSample(BaseModel):
+    """``host.jsonl`` lines: one second of the machine that ran the load, sampled by the orchestrating process.
+
+    Written by the host sampler (``quotaquake.load.host``): ``quotaquake run`` around the load, or the Locust
+    master of a plain ``locust -f`` run. Shares are in [0, 1] of the interval; CPU use is in cores (1.0 = one
+    core busy for the whole interval). ``t`` is the epoch second at the end of the interval.
+
+    ``psi_some``: share of the interval in which at least one runnable task waited for a CPU (Linux PSI
+    ``/proc/pressure/cpu`` "some" total; ``psi_some_avg10`` its kernel 10 s average in percent); ``None`` where
+    the kernel has no PSI. ``runnable``: tasks running or waiting for a CPU at the sample (``procs_running``,
+    the sampler itself included). ``stack_on_host``: False when the target runs elsewhere (external
+    provider), ``None`` when it runs here but its processes are not known (containers); ``stack_cpu`` and
+    ``stack_wait`` (threads of the stack waiting in a run queue, on average) are then ``None``.
+    ``wake_delay_counts``: how long a probe thread, waking every few ms, waited in the run queue before it
+    ran (the scheduler delay any process of this machine met), counted per ``WAKE_DELAY_EDGES_MS`` bucket.
+    """
+
+    t: float
+    interval_s: float
+    cores: int
+    cpu_busy: list[float]  # per core, share of the interval not idle (steal excluded)
+    steal: float = 0.0
+    load1: float = 0.0
+    runnable: int = 0
+    psi_some: float | None = None
+    psi_some_avg10: float | None = None
+    generator_cpu: float = 0.0
+    generator_max_process_cpu: float = 0.0
+    generator_processes: int = 0
+    stack_on_host: bool | None = True
+    stack_cpu: float | None = None
+    stack_processes: int = 0
+    stack_wait: float | None = None
+    wake_delay_counts: list[int] = Field(default_factory=list)

@@ -61,6 +61,7 @@ class StackLock:
     orphans: list[ServiceRecord] = field(default_factory=list)
     _fd: int | None = None
     _record: LockRecord | None = None
+    _created: list[Path] = field(default_factory=list)  # folders made for the lock file, removed if left empty
 
     @property
     def path(self) -> Path:
@@ -105,6 +106,8 @@ class StackLock:
 
     def _open(self) -> int:
         try:
+            missing = [p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]
+            self._created = self._created or missing
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(self.path, os.O_RDWR | os.O_CREAT, STATE_FILE_MODE)
         except OSError as exc:
@@ -136,6 +139,10 @@ class StackLock:
                 os.unlink(self.path)
         os.close(self._fd)  # closing drops the flock
         self._fd = None
+        for folder in self._created:  # deepest first; only if nothing (a state file) was put there
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        self._created = []
 
     def _write(self) -> None:
         assert self._fd is not None and self._record is not None

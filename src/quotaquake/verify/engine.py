@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from quotaquake.runfolder import RunFolder
+from quotaquake.verify.checks.completeness import check_completeness
 from quotaquake.verify.checks.crosscheck import check_prometheus_crosscheck
 from quotaquake.verify.checks.degradation import check_degradation, check_degraded_over_admission
 from quotaquake.verify.checks.error_budget import check_error_budget
@@ -35,6 +36,7 @@ def check_quota_accuracy(run: RunData, thresholds: Thresholds) -> Verdict:
 
 
 CHECKERS: tuple[tuple[str, Checker], ...] = (
+    ("completeness", check_completeness),
     (QUOTA_CHECK, check_quota_accuracy),
     ("degraded-over-admission", check_degraded_over_admission),
     ("headers", check_headers),

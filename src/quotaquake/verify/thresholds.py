@@ -1,7 +1,8 @@
 """Verification thresholds (``stack/thresholds.yaml``): SLOs, tolerances and generator-health limits.
 
 Units are in the field names (``_ms`` milliseconds, ``_s`` seconds, ratios in [0, 1]). Defaults are the
-seed's targets: proxy p95 < 50 ms, rate-limit check p99 < 2 ms, error rate < 0.1 %.
+seed's targets: proxy p95 < 50 ms per endpoint and tier, rate-limit check p99 < 2 ms, error rate < 0.1 %,
+judged after a 3 s warm-up with one-sided 95 % bounds; the generator is late beyond a 10 ms lag p99.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from quotaquake.config import load_model
 
 DEFAULT_THRESHOLDS_PATH = Path("stack/thresholds.yaml")
 
 NonNegative = Annotated[float, Field(ge=0.0)]
+PositiveMs = Annotated[float, Field(gt=0)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -23,12 +26,62 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Slo(_Section):
-    """Service level objectives; latency is judged outside fault windows (faults have their own check)."""
+Phase = Literal["run", "before", "during", "after"]
+"""Kinds of run phase (``verify.data.phases``): ``run`` (no faults), ``before`` the first fault,
+``during`` a fault window, ``after`` a fault until the next one starts."""
 
-    proxy_p95_ms: Annotated[float, Field(gt=0)] = 50.0
-    limiter_decision_p99_ms: Annotated[float, Field(gt=0)] = 2.0
+
+class LatencySlo(_Section):
+    """The latency SLO: p95 (ms) per endpoint, tier and phase, each group judged on its own.
+
+    The target of a group is ``phases[<its phase>]`` when given, else the smaller of its endpoint's and
+    its tier's override when either is given (both promises hold), else ``default_p95_ms``. Groups inside
+    fault windows (phase ``during``) are judged only when ``phases.during`` is given: otherwise the
+    degradation check judges faults.
+    """
+
+    default_p95_ms: PositiveMs = 50.0
+    endpoints: dict[str, PositiveMs] = Field(default_factory=dict)
+    tiers: dict[str, PositiveMs] = Field(default_factory=dict)
+    phases: dict[Phase, PositiveMs] = Field(default_factory=dict)
+
+    def target_ms(self, endpoint: str | None, tier: str | None, phase: str) -> float | None:
+        """The p95 target (ms) of one group, or ``None`` when the group is not judged (``during`` unset).
+
+        ``phase`` is a phase label (``before``, ``during:<fault>``, ...) or kind."""
+        kind = phase.split(":", 1)[0]
+        if kind in self.phases:
+            return self.phases[kind]
+        if kind == "during":
+            return None
+        overrides = [v for v in (self.endpoints.get(endpoint or ""), self.tiers.get(tier or "")) if v is not None]
+        return min(overrides) if overrides else self.default_p95_ms
+
+    def smallest_target_ms(self) -> float:
+        return min([self.default_p95_ms, *self.endpoints.values(), *self.tiers.values(), *self.phases.values()])
+
+
+class Slo(_Section):
+    """Service level objectives. Latency and the error budget are judged per group with one-sided
+    ``confidence`` bounds (pass only when proven, fail only when the violation is proven); the first
+    ``warmup_s`` seconds of load (from the first intended send) are left out of the latency SLO and
+    reported. ``proxy_p95_ms`` is the former name of ``latency.default_p95_ms`` (either may be given)."""
+
+    latency: LatencySlo = LatencySlo()
+    proxy_p95_ms: PositiveMs | None = None
+    limiter_decision_p99_ms: PositiveMs = 2.0
     error_rate: Ratio = 0.001
+    warmup_s: NonNegative = 3.0
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+    @model_validator(mode="after")
+    def _former_name(self) -> Slo:
+        if self.proxy_p95_ms is None:
+            return self
+        if "default_p95_ms" in self.latency.model_fields_set and self.latency.default_p95_ms != self.proxy_p95_ms:
+            raise _field_error("proxy_p95_ms", self.proxy_p95_ms, "conflicts with latency.default_p95_ms: give one")
+        object.__setattr__(self, "latency", self.latency.model_copy(update={"default_p95_ms": self.proxy_p95_ms}))
+        return self
 
 
 class Quota(_Section):
@@ -45,14 +98,44 @@ class Quota(_Section):
 
 
 class Generator(_Section):
-    """Generator health: beyond these, latency verdicts are unknown (the generator was the bottleneck).
+    """Generator health, strictly tighter than the latency SLO it protects.
 
-    ``max_lag_p99_ms``: p99 of ``sent - intended``; ``min_rate_fraction``: peak achieved send rate /
-    peak scheduled (intended) rate, over 5 s windows.
+    ``max_lag_p99_ms``: p99 of ``sent - intended`` after the warm-up; beyond it the generator was late,
+    and latency is judged from the actual send (``latency_ms``), not the intended one. It must be below
+    every latency target (``ConfigError`` otherwise): lag up to the target would hide a violation.
+    ``min_rate_fraction``: the sent rate (sends per second of actual send time) / the scheduled rate over
+    the steady part, and the peak send rate / the peak scheduled rate over 5 s windows (shaped loads).
     """
 
-    max_lag_p99_ms: Annotated[float, Field(gt=0)] = 50.0
+    max_lag_p99_ms: PositiveMs = 10.0
     min_rate_fraction: Ratio = 0.95
+
+
+class Contention(_Section):
+    """When the machine that ran the stack counts as saturated, and what contention can explain.
+
+    A host sample (``host.jsonl``, one a second) is saturated when CPU pressure (PSI "some": share of the
+    second in which a runnable task waited for a CPU) >= ``max_cpu_pressure``, or the cores were busy
+    (mean of all cores, steal included) >= ``max_busy``, or steal >= ``max_steal``, or the 1-minute load
+    average per core > ``max_load_per_core``. A generator process using >= ``generator_core`` of a core
+    was CPU-bound (one Locust process runs on one core).
+
+    A percentile q that misses its target while >= (100 - q) % of the samples were saturated may be the
+    machine's doing: unknown, not fail, unless the median is over the target too, or the percentile's
+    lower bound exceeds target + the scheduler delay of ``hops`` waits. That delay is ``hops x`` the
+    probe's wake-up delay at the (1 - (1 - q/100) / hops) quantile: by the union bound, the q-th percentile
+    of a sum of ``hops`` waits each distributed like the probe's is at most that. ``limiter_hops``: waits
+    inside one limiter decision (Redis woken by the call, the limiter by the reply); ``request_hops``:
+    processes a proxied request wakes (generator, LB, gateway, limiter, Redis, limiter, upstream, gateway).
+    """
+
+    max_cpu_pressure: Ratio = 0.10
+    max_busy: Ratio = 0.90
+    max_steal: Ratio = 0.05
+    max_load_per_core: Annotated[float, Field(gt=0)] = 1.0
+    generator_core: Ratio = 0.90
+    limiter_hops: Annotated[int, Field(ge=1)] = 2
+    request_hops: Annotated[int, Field(ge=1)] = 8
 
 
 class CrossCheck(_Section):
@@ -82,8 +165,26 @@ class Thresholds(_Section):
     slo: Slo = Slo()
     quota: Quota = Quota()
     generator: Generator = Generator()
+    contention: Contention = Contention()
     crosscheck: CrossCheck = CrossCheck()
     degradation: DegradationLimits = DegradationLimits()
+
+    @model_validator(mode="after")
+    def _generator_tighter_than_the_slo(self) -> Thresholds:
+        lag, target = self.generator.max_lag_p99_ms, self.slo.latency.smallest_target_ms()
+        if lag >= target:
+            raise _field_error(
+                "generator.max_lag_p99_ms", lag, f"must be below the smallest latency target ({target:g} ms)"
+            )
+        return self
+
+
+def _field_error(field: str, value: object, problem: str) -> ValidationError:
+    """A validation error located at ``field`` (dotted), so ``ConfigError`` names it."""
+    error = PydanticCustomError("threshold", problem)
+    return ValidationError.from_exception_data(
+        "Thresholds", [InitErrorDetails(type=error, loc=tuple(field.split(".")), input=value)]
+    )
 
 
 def load_thresholds(path: Path | None = None) -> Thresholds:

@@ -11,20 +11,28 @@ import numpy as np
 
 from quotaquake.verify.data.rundata import RunData
 from quotaquake.verify.thresholds import Thresholds
-from quotaquake.verify.verdict import Verdict
+from quotaquake.verify.verdict import NOT_APPLICABLE, Verdict
 
 CHECK = "prometheus-crosscheck"
 
 
 def check_prometheus_crosscheck(run: RunData, thresholds: Thresholds) -> Verdict:
     snapshot = run.prometheus
+    if snapshot is None and run.info.prometheus_url is None:
+        return Verdict(CHECK, NOT_APPLICABLE, "the target declares no Prometheus: no server-side counts", {})
     if snapshot is None:
-        return Verdict(CHECK, "unknown", "no Prometheus snapshot (prometheus.json) in the run folder", {})
+        reason = f"no Prometheus snapshot (prometheus.json) of {run.info.prometheus_url} in the run folder"
+        return Verdict(CHECK, "unknown", reason, {})
     if snapshot.error:
         return Verdict(CHECK, "unknown", f"Prometheus snapshot failed: {snapshot.error}", {"url": snapshot.url})
     status = np.asarray(run.history["status"])
-    # Chaos probes send their own requests through the same load balancer (chaos/probe-requests.jsonl).
-    probes = [s for s in run.probe_statuses if s is not None]
+    # Chaos probes send their own requests through the same load balancer (chaos/probe-requests.jsonl);
+    # those answered outside the snapshot's window (the experiment's last hypothesis) are not in its counts.
+    probes = [
+        s
+        for s, t in zip(run.probe_statuses, run.probe_times, strict=True)
+        if s is not None and snapshot.start <= t <= snapshot.end
+    ]
     pairs = {
         "requests": (int(np.sum(status != 0)) + len(probes), snapshot.requests),
         "rejected_429": (int(np.sum(status == 429)) + probes.count(429), snapshot.rejected_429),
@@ -51,9 +59,26 @@ def check_prometheus_crosscheck(run: RunData, thresholds: Thresholds) -> Verdict
         "url": snapshot.url,
     }
     disagree = [r for r in rows if r["agrees"] is False]
+    if disagree and _unrecorded_probes(run, disagree):
+        evidence["unrecorded_probe_requests"] = True
+        return Verdict(
+            CHECK,
+            "unknown",
+            "the server counted more requests than the history, and the experiment's probes sent requests "
+            "through the gateway that no ledger recorded (run `chaos run` with QUOTAQUAKE_PROBE_LEDGER set, or "
+            "keep probe-requests.jsonl beside the journal for `quotaquake verify --journal`)",
+            evidence,
+        )
     if disagree:
         text = ", ".join(f"{r['count']}: history {r['history']} vs Prometheus {r['prometheus']}" for r in disagree)
         return Verdict(CHECK, "fail", f"history and server counts disagree: {text}", evidence)
     if any(r["agrees"] is None for r in rows):
         return Verdict(CHECK, "unknown", "Prometheus snapshot lacks a count", evidence)
     return Verdict(CHECK, "pass", "history and Prometheus agree on requests and 429s", evidence)
+
+
+def _unrecorded_probes(run: RunData, disagree: list[dict[str, object]]) -> bool:
+    """An experiment ran without a probe ledger, and every disagreement is the server counting more."""
+    if not run.chaos_ran or run.probe_ledger:
+        return False
+    return all(float(str(r["prometheus"])) > float(str(r["history"])) for r in disagree)

@@ -20,7 +20,14 @@ import pyarrow.parquet as pq
 from quotaquake.errors import ConfigError
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.history import SCHEMA
-from quotaquake.runfolder.models import FaultWindow, MonthlySeed, PrometheusSnapshot, RunInfo
+from quotaquake.runfolder.models import (
+    EngineRecord,
+    FaultWindow,
+    HostSample,
+    MonthlySeed,
+    PrometheusSnapshot,
+    RunInfo,
+)
 from quotaquake.verify.data.grouping import Groups, group_rows
 
 CATEGORY_COLUMNS: tuple[str, ...] = ("consumer", "tier", "endpoint", "degraded")
@@ -54,8 +61,12 @@ class RunData:
     faults: list[FaultWindow] = field(default_factory=list)
     prometheus: PrometheusSnapshot | None = None
     monthly_seeds: list[MonthlySeed] = field(default_factory=list)  # usage seeded before the run
+    engine: EngineRecord | None = None  # what the load engine recorded (None: it never wrote engine.json)
     chaos_ran: bool = False  # an experiment was part of the run (faults.json exists, maybe empty)
     probe_statuses: list[int | None] = field(default_factory=list)  # chaos probes' own gateway requests
+    probe_times: list[float] = field(default_factory=list)  # when each of them was answered (epoch s)
+    probe_ledger: bool = False  # the experiment's probes recorded their requests (a ledger exists)
+    host: list[HostSample] = field(default_factory=list)  # the machine each second (host.jsonl); none if unsampled
 
     @cached_property
     def groups(self) -> Groups:
@@ -100,14 +111,19 @@ def load_run(run_dir: Path) -> RunData:
     folder = RunFolder(run_dir)
     info = folder.read_info()
     engine = folder.read_engine()
+    probes = folder.read_probe_requests()
     return RunData(
         info=info,
         history=read_verify_history(folder),
         faults=folder.read_faults(),
         prometheus=folder.read_prometheus(),
         monthly_seeds=[] if engine is None else engine.monthly_seeds,
+        engine=engine,
         chaos_ran=folder.had_experiment(),
-        probe_statuses=[p.status for p in folder.read_probe_requests()],
+        probe_statuses=[p.status for p in probes],
+        probe_times=[p.t for p in probes],
+        probe_ledger=folder.probe_ledger.is_file(),
+        host=folder.read_host_samples(),
     )
 
 
