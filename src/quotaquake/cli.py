@@ -23,6 +23,7 @@ from quotaquake.errors import UsageError
 from quotaquake.policy import DEFAULT_POLICY_PATH
 from quotaquake.stack.lifecycle import Leftovers, clear_leftovers
 from quotaquake.stack.lock import StackLock
+from quotaquake.stack.processes import request_interrupt
 from quotaquake.stack.state import StackState, checked_state_path, read_state
 from quotaquake.stack.urls import masked
 
@@ -272,6 +273,7 @@ def verify(
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    request_interrupt()  # remembered: the exception alone can be swallowed by a finalizer
     raise KeyboardInterrupt
 
 

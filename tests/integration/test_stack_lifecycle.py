@@ -103,6 +103,30 @@ def test_stale_state_file_is_reaped_on_the_next_up(tmp_path):
         provider.down(second)
 
 
+def test_an_interrupt_a_finalizer_swallowed_still_stops_the_start(tmp_path):
+    """The CLI's handler notes the interrupt before raising; if the raise is lost (raised inside a
+    ``__del__``, Python only prints "Exception ignored"), the start's next checkpoint raises again."""
+    import threading
+
+    state_file = tmp_path / "stack.json"
+    provider = LocalProvider(state_path=state_file, work_root=tmp_path, policy_path=REPO / "stack/policy.yaml",
+                             replicas=1)  # fmt: skip
+
+    def interrupt_once_two_services_run() -> None:
+        processes.poll_until(lambda: state_file.exists() and len(read_state(state_file).services) >= 2, 20)
+        processes.request_interrupt()  # noted, never raised: as if a finalizer had swallowed it
+
+    threading.Thread(target=interrupt_once_two_services_run, daemon=True).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            provider.up()
+    finally:
+        processes._interrupt_requested.clear()
+    assert not state_file.exists()
+    assert not list(tmp_path.glob("stack-*"))
+    assert processes.stacks_of_state_file(state_file) == {}
+
+
 def test_sigint_during_up_stops_everything(tmp_path):
     state_file = tmp_path / "stack.json"
     env = {**os.environ, "QUOTAQUAKE_STATE": str(state_file)}

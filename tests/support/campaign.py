@@ -231,7 +231,10 @@ def run_kill_case(case: KillCase, tmp: Path) -> list[str]:
         _, stderr = process.communicate()
         problems.append(f"no exit {EXIT_TIMEOUT_S:.0f} s after {case.sig.name}")
     if "Traceback" in (stderr or "") and case.sig is not signal.SIGKILL and not case.chaos_command:
-        problems.append("traceback: " + stderr.strip().splitlines()[-1])
+        lines = stderr.strip().splitlines()
+        problems.append(
+            "traceback: " + " | ".join([*(line for line in lines if "Exception ignored" in line), *lines[-3:]])
+        )
     problems += _recover(case, tmp, witness)
     problems += witness.left_behind()
     return problems

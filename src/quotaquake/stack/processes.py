@@ -20,6 +20,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -280,9 +281,30 @@ def wait_ready(record: ServiceRecord, check: Callable[[], bool], timeout_s: floa
 
 @contextlib.contextmanager
 def ignoring_sigint() -> Iterator[None]:
-    """Defer Ctrl-C while a cleanup runs, so an impatient second Ctrl-C cannot leave processes behind."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Ignore Ctrl-C and SIGTERM while a cleanup runs, so an impatient second one cannot leave processes
+    behind (in the main thread only: elsewhere signal handlers cannot be changed, nor do they run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_interrupt_requested = threading.Event()
+
+
+def request_interrupt() -> None:
+    """Note that the user interrupted (the CLI's SIGINT/SIGTERM handler calls this, then raises
+    ``KeyboardInterrupt``). The exception alone can be lost: raised inside a finalizer (``__del__``, a
+    weakref callback run by the garbage collector), Python prints it as "Exception ignored" and goes on."""
+    _interrupt_requested.set()
+
+
+def check_interrupt() -> None:
+    """Raise ``KeyboardInterrupt`` if an interrupt was requested: the checkpoints of a stack's start."""
+    if _interrupt_requested.is_set():
+        raise KeyboardInterrupt

@@ -262,6 +262,7 @@ class LocalProvider:
         try:
             write_state(state, self.state_path)
             self._start(state, ports)
+            processes.check_interrupt()  # an interrupt a finalizer swallowed meanwhile still stops the start
         except BaseException:
             with processes.ignoring_sigint():
                 ports.release()
@@ -348,6 +349,7 @@ class LocalProvider:
 
     def _spawn_all(self, state: StackState, records: list[ServiceRecord]) -> None:
         for record in records:
+            processes.check_interrupt()
             state.services[record.name] = processes.spawn(
                 record, state.stack_id, user=record.run_as, state_file=state.state_file
             )
@@ -358,7 +360,7 @@ class LocalProvider:
             record = state.services[name]
             if record.ready_url:
                 url = record.ready_url
-                processes.wait_ready(record, lambda url=url: is_ready(url), self.ready_timeout_s)  # type: ignore[misc]
+                processes.wait_ready(record, lambda url=url: _ready_unless_interrupted(url), self.ready_timeout_s)  # type: ignore[misc]
 
     def _await_lb_healthy(self, state: StackState) -> None:
         """Wait until the LB's active health checks see every replica healthy."""
@@ -366,6 +368,7 @@ class LocalProvider:
         lb = state.services["lb"]
 
         def all_healthy() -> bool:
+            processes.check_interrupt()
             text = httpx.get(f"{endpoints.lb_admin}/clusters", timeout=0.5).text
             flags = [line for line in text.splitlines() if line.startswith("replicas::") and "::health_flags::" in line]
             return len(flags) == self.replicas and all(line.endswith("::healthy") for line in flags)
@@ -600,6 +603,12 @@ def stop_stack_processes(state: StackState) -> None:
         if processes.is_alive(record) and record.pid is not None:
             pids.update(processes.group_members(record.pid))
     processes.terminate_pids(sorted(pids), TEARDOWN_GRACE_S)
+
+
+def _ready_unless_interrupted(url: str) -> bool:
+    """Readiness while starting; an interrupt a finalizer swallowed is raised again here."""
+    processes.check_interrupt()
+    return is_ready(url)
 
 
 def _owned_folders(state: StackState) -> list[Path]:
