@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -428,20 +430,35 @@ def as_nobody(argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[s
 
 def key_exposure(tmp: Path) -> list[str]:
     """With a stack up, another local user (nobody) tries to read keys: the state file, Postgres without
-    the password, Redis without the password, the limiters' command lines and environment."""
-    if command(["stack", "up", "--replicas", "1"], tmp).returncode != 0:
+    the password, Redis without the password, the limiters' command lines and environment.
+
+    The stack runs in a folder every user can traverse (under /tmp, mode 0755), so that only the state
+    file's own mode protects it (``tmp`` itself may sit below a folder only root can enter)."""
+    del tmp
+    folder = Path(tempfile.mkdtemp(prefix="qq-keys-", dir="/tmp"))
+    os.chmod(folder, 0o755)
+    try:
+        return _exposure_in(folder)
+    finally:
+        command(["stack", "down"], folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _exposure_in(folder: Path) -> list[str]:
+    if command(["stack", "up", "--replicas", "1"], folder).returncode != 0:
         return ["stack up failed"]
-    state = read_state(tmp / STACK_FILE)
+    state = read_state(folder / STACK_FILE)
     endpoints = state.require_endpoints()
     problems = []
-    os.chmod(tmp, 0o755)  # let nobody reach the folder: only the file's own mode may protect it
-    if as_nobody(["cat", str(tmp / STACK_FILE)]).returncode == 0:
+    if as_nobody(["ls", str(folder)]).returncode != 0:
+        problems.append("the check is vacuous: another user cannot even list the folder")
+    if as_nobody(["cat", str(folder / STACK_FILE)]).returncode == 0:
         problems.append("state file readable by another user")
     pg, redis = urlsplit(endpoints.postgres or ""), urlsplit(endpoints.redis or "")
     query = as_nobody(["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "quotaquake", "-w", "-d", "postgres",
                        "-c", "SELECT key FROM api_keys"])  # fmt: skip
-    if query.returncode == 0:
-        problems.append("Postgres answered another user without a password")
+    if query.returncode == 0 or "password" not in query.stderr:
+        problems.append(f"Postgres answered another user without a password: {query.stderr[:100]}")
     ping = as_nobody(["redis-cli", "-h", "127.0.0.1", "-p", str(redis.port), "KEYS", "*"])
     if "NOAUTH" not in ping.stdout + ping.stderr:
         problems.append(f"Redis answered another user without a password: {ping.stdout[:100]}")
@@ -454,7 +471,7 @@ def key_exposure(tmp: Path) -> list[str]:
             problems.append(f"{record.name}: a secret on its command line")
         if as_nobody(["cat", f"/proc/{record.pid}/environ"]).returncode == 0:
             problems.append(f"{record.name}: environment readable by another user")
-    return problems + _checked(["stack", "down"], tmp)
+    return problems + _checked(["stack", "down"], folder)
 
 
 def keys_in_reports(run_dir: Path, state: StackState) -> list[str]:
