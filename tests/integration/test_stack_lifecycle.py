@@ -240,6 +240,19 @@ def test_policy_outside_the_stack_folder_finds_the_templates(tmp_path):
     assert down.returncode == 0, down.stderr
 
 
+def test_down_does_not_depend_on_the_policy_file(tmp_path):
+    """The policy may be edited (even broken) while its stack runs; taking the stack down never reads it."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((REPO / "stack" / "policy.yaml").read_text())
+    state_file = tmp_path / "stack.json"
+    assert cli("stack", "up", "--replicas", "1", "--policy", str(policy), state=state_file).returncode == 0
+    stack_id = read_state(state_file).stack_id
+    policy.write_text("tiers: [broken\n")
+    down = cli("stack", "down", state=state_file)
+    assert down.returncode == 0, down.stderr
+    assert processes.pids_with_stack_id(stack_id) == []
+
+
 def test_corrupt_state_file_of_a_live_stack_is_not_lost(tmp_path):
     state_file = tmp_path / "stack.json"
     assert cli("stack", "up", "--replicas", "1", state=state_file).returncode == 0

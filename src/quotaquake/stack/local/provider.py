@@ -24,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
 from quotaquake.errors import StackError, UsageError
-from quotaquake.policy import load_policy
+from quotaquake.policy import Policy, load_policy
 from quotaquake.services.limiter.defects import parse_defect
 from quotaquake.stack import ownership, processes, reaper
 from quotaquake.stack.consumers import fresh_consumer, plan_consumers
@@ -226,12 +227,20 @@ class LocalProvider:
             parse_defect(self.defect)
         except ValueError as exc:
             raise UsageError(f"--defect: {exc}") from None
-        self.policy = load_policy(self.policy_path)
-        self.templates = gateway_templates(self.stack_dir or self.policy_path.parent)
+
+    @cached_property
+    def policy(self) -> Policy:
+        """The policy the stack enforces: read only to start one (``down`` never depends on it)."""
+        return load_policy(self.policy_path)
+
+    @cached_property
+    def templates(self) -> Path:
+        return gateway_templates(self.stack_dir or self.policy_path.parent)
 
     # -- up ---------------------------------------------------------------------------------------
     def up(self) -> StackState:
         """Start the stack; on a port someone else bound meanwhile, start again on fresh ports."""
+        _ = self.policy, self.templates  # a bad policy or missing templates: refused before anything starts
         self._refuse_or_reap_existing()
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
