@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from quotaquake.config import load_model
 
@@ -26,7 +26,16 @@ QuotaModel = Literal["token-bucket", "fixed-window", "kong"]
 rate-limiting plugin as its ``KongSpec`` declares (``quotaquake.kongspec``); ``fixed-window``: a generic
 fixed UTC window per minute and month (run folders recorded before the Kong model existed)."""
 
-PositiveRate = Annotated[float, Field(gt=0)]
+
+def _not_a_bool(value: object) -> object:
+    """YAML ``true`` would otherwise be taken as the number 1."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+NotBool = BeforeValidator(_not_a_bool)
+PositiveRate = Annotated[float, NotBool, Field(gt=0)]
 
 
 class _Frozen(BaseModel):
@@ -37,7 +46,7 @@ class Limits(_Frozen):
     """Per-minute and per-month limits; ``None`` means unlimited."""
 
     per_minute: PositiveRate | None = None
-    per_month: Annotated[int, Field(gt=0)] | None = None
+    per_month: Annotated[int, NotBool, Field(gt=0)] | None = None
 
     @property
     def unlimited(self) -> bool:
@@ -47,11 +56,11 @@ class Limits(_Frozen):
 class Bucket(_Frozen):
     """Token bucket shape shared by all limited tiers."""
 
-    burst_factor: Annotated[float, Field(ge=1.0, le=100.0)] = 1.5
+    burst_factor: Annotated[float, NotBool, Field(ge=1.0, le=100.0)] = 1.5
 
 
 class EndpointCost(_Frozen):
-    cost: Annotated[float, Field(ge=0.0)]
+    cost: Annotated[float, NotBool, Field(ge=0.0)]
 
 
 class ClientIpSource(StrEnum):
@@ -84,14 +93,14 @@ class Degradation(_Frozen):
     """
 
     on_redis_unavailable: DegradationMode = DegradationMode.FAIL_OPEN_LOCAL
-    redis_timeout_ms: Annotated[float, Field(gt=0, le=10_000)] = 50.0
-    redis_retry_seconds: Annotated[float, Field(gt=0, le=600)] = 1.0
+    redis_timeout_ms: Annotated[float, NotBool, Field(gt=0, le=10_000)] = 50.0
+    redis_retry_seconds: Annotated[float, NotBool, Field(gt=0, le=600)] = 1.0
 
 
 class Registry(_Frozen):
     """Consumer registry (Postgres) cache behaviour."""
 
-    refresh_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    refresh_seconds: Annotated[float, NotBool, Field(gt=0, le=3600)] = 5.0
 
 
 class Policy(_Frozen):
@@ -99,7 +108,7 @@ class Policy(_Frozen):
     bucket: Bucket = Bucket()
     tiers: dict[str, Limits]
     endpoints: dict[str, EndpointCost]
-    default_cost: Annotated[float, Field(ge=0.0)] = 1.0
+    default_cost: Annotated[float, NotBool, Field(ge=0.0)] = 1.0
     anonymous: Anonymous = Anonymous(per_minute=20)
     degradation: Degradation = Degradation()
     registry: Registry = Registry()

@@ -13,11 +13,12 @@ set (the cross-check then says unknown).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from quotaquake.load.safety import check_target
 from quotaquake.runfolder.models import PrometheusSnapshot
 
 InstantQuery = Callable[[str, float], float | None]
@@ -42,10 +43,14 @@ def snapshot_prometheus(
     *,
     query: InstantQuery | None = None,
     vector_query: VectorQuery | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> PrometheusSnapshot:
     """Requests and 429s the LB forwarded, degraded decisions and the limiter's decision time between
     ``start`` and ``end`` (epoch seconds). ``query``/``vector_query`` replace the HTTP client (tests); with
-    ``query`` alone the buckets are not asked for."""
+    ``query`` alone the buckets are not asked for. The loopback guard refuses (``UsageError``) a Prometheus
+    on another host unless it is in ``allow_hosts``."""
+    if query is None:
+        check_target(url, allow_hosts, what="prometheus")
     run_query = query or _http_query(url)
     run_vector = vector_query or (None if query is not None else _http_vector_query(url))
     window_s = max(1, math.ceil(end - start))

@@ -11,7 +11,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from quotaquake.context import RunContext, RunRequest, validate_request
+from quotaquake.context import RunContext, RunRequest
 from quotaquake.errors import UsageError
 from quotaquake.policy import Policy, load_policy
 from quotaquake.runfolder import RunFolder
@@ -103,9 +103,9 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
     from quotaquake.load.host import sampling_host
     from quotaquake.load.runner import choose_processes
     from quotaquake.load.safety import check_target
+    from quotaquake.preflight import check_run_request
 
-    validate_request(request)
-    load_thresholds(request.thresholds)  # a bad thresholds file is refused now, not after the run
+    check_run_request(request)  # every input (thresholds, scenario, experiment, Locust's options) first
     run_id = new_run_id(request.scenario)
     folder = RunFolder((request.out or Path("reports") / run_id).resolve())
     folder.check_creatable()
@@ -113,7 +113,7 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         folder.create()
         if state.defect:
             console.print(f"[bold red]DEFECT SEEDED: {state.defect}[/]")
-        check_target(state.require_endpoints().gateway, request.allow_hosts)
+        check_target(state.require_endpoints().gateway, (*request.allow_hosts, *state.allow_hosts))
         context = RunContext(
             request=request,
             run_id=run_id,
@@ -220,16 +220,24 @@ def snapshot_server_side(context: RunContext, info: RunInfo) -> None:
     if prometheus is None:
         return
     time.sleep(SCRAPE_SETTLE_S)
-    snapshot = server_snapshot(info.model, prometheus, info.started_at.timestamp(), time.time())
+    allowed = (*context.request.allow_hosts, *context.state.allow_hosts)
+    snapshot = server_snapshot(info.model, prometheus, info.started_at.timestamp(), time.time(), allowed)
     context.folder.write_prometheus(snapshot)
 
 
-def server_snapshot(model: str, url: str, start: float, end: float) -> PrometheusSnapshot:
-    """The target's own series: Kong's prometheus plugin for a Kong target, else the embedded stack's."""
+def server_snapshot(
+    model: str, url: str, start: float, end: float, allow_hosts: Sequence[str] = ()
+) -> PrometheusSnapshot:
+    """The target's own series: Kong's prometheus plugin for a Kong target, else the embedded stack's.
+    The loopback guard refuses a Prometheus on another host unless it is in ``allow_hosts``."""
+    from quotaquake.load.safety import check_target
     from quotaquake.prometheus import snapshot_prometheus
     from quotaquake.prometheus_kong import snapshot_kong
 
-    return snapshot_kong(url, start, end) if model == "kong" else snapshot_prometheus(url, start, end)
+    check_target(url, allow_hosts, what="prometheus")
+    if model == "kong":
+        return snapshot_kong(url, start, end)
+    return snapshot_prometheus(url, start, end, allow_hosts=allow_hosts)
 
 
 def complete_manual_run(folder: RunFolder, journal: Path | None, state_path: Path | None, console: Console) -> None:
@@ -266,7 +274,7 @@ def snapshot_after_the_fact(folder: RunFolder, state: StackState, console: Conso
         return  # another stack (or none with a Prometheus): its counters say nothing of this run
     # the counters of the run's last second reach Prometheus with the next scrape (1 s)
     end = min(time.time(), info.ended_at.timestamp() + SCRAPE_SETTLE_S) if info.ended_at else time.time()
-    folder.write_prometheus(server_snapshot(info.model, url, info.started_at.timestamp(), end))
+    folder.write_prometheus(server_snapshot(info.model, url, info.started_at.timestamp(), end, state.allow_hosts))
     console.print(f"prometheus: snapshot of {url} over the run's window")
 
 

@@ -103,6 +103,30 @@ def test_stale_state_file_is_reaped_on_the_next_up(tmp_path):
         provider.down(second)
 
 
+def test_an_interrupt_a_finalizer_swallowed_still_stops_the_start(tmp_path):
+    """The CLI's handler notes the interrupt before raising; if the raise is lost (raised inside a
+    ``__del__``, Python only prints "Exception ignored"), the start's next checkpoint raises again."""
+    import threading
+
+    state_file = tmp_path / "stack.json"
+    provider = LocalProvider(state_path=state_file, work_root=tmp_path, policy_path=REPO / "stack/policy.yaml",
+                             replicas=1)  # fmt: skip
+
+    def interrupt_once_two_services_run() -> None:
+        processes.poll_until(lambda: state_file.exists() and len(read_state(state_file).services) >= 2, 20)
+        processes.request_interrupt()  # noted, never raised: as if a finalizer had swallowed it
+
+    threading.Thread(target=interrupt_once_two_services_run, daemon=True).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            provider.up()
+    finally:
+        processes._interrupt_requested.clear()
+    assert not state_file.exists()
+    assert not list(tmp_path.glob("stack-*"))
+    assert processes.stacks_of_state_file(state_file) == {}
+
+
 def test_sigint_during_up_stops_everything(tmp_path):
     state_file = tmp_path / "stack.json"
     env = {**os.environ, "QUOTAQUAKE_STATE": str(state_file)}
@@ -137,14 +161,29 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert not (tmp_path / "stack.json").exists()
 
 
+class _Taken:
+    """A reservation of a port somebody else already listens on (what a clash looks like to the stack)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def close(self) -> None:
+        pass
+
+
 def test_port_clash_is_reported_and_nothing_is_left(tmp_path, monkeypatch):
     blocker = processes.socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
     taken = blocker.getsockname()[1]
-    real_free_port = processes.free_port
-    handed = iter([taken])
-    monkeypatch.setattr(processes, "free_port", lambda: next(handed, None) or real_free_port())
+    real_reserve = processes.reserve_port
+    calls = iter(range(10_000))
+    per_attempt = 6 + 3  # ports of a one-replica stack; the first of every attempt is Redis's
+    monkeypatch.setattr(processes, "reserve_port", lambda: _Taken(taken) if next(calls) % per_attempt == 0
+                        else real_reserve())  # fmt: skip
     provider = LocalProvider(
         state_path=tmp_path / "stack.json", work_root=tmp_path, policy_path=REPO / "stack/policy.yaml", replicas=1
     )
@@ -154,6 +193,77 @@ def test_port_clash_is_reported_and_nothing_is_left(tmp_path, monkeypatch):
     finally:
         blocker.close()
     assert not (tmp_path / "stack.json").exists()
+    assert not list(tmp_path.glob("stack-*"))
+
+
+def test_a_port_taken_once_is_retried_on_fresh_ports(tmp_path, monkeypatch):
+    blocker = processes.socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    real_reserve = processes.reserve_port
+    calls = iter(range(10_000))
+    monkeypatch.setattr(processes, "reserve_port", lambda: _Taken(taken) if next(calls) == 0 else real_reserve())
+    provider = LocalProvider(
+        state_path=tmp_path / "stack.json", work_root=tmp_path, policy_path=REPO / "stack/policy.yaml", replicas=1
+    )
+    try:
+        state = provider.up()
+        assert state.ready and str(taken) not in str(state.endpoints.redis)
+        provider.down(state)
+    finally:
+        blocker.close()
+    assert len(list(tmp_path.glob("stack-*"))) == 0
+
+
+def test_stop_and_resume_wait_for_the_state_they_promise(stack_factory):
+    from quotaquake.stack.registry import handle_for
+
+    state = stack_factory(replicas=1)
+    for name in ("stub-api", "redis"):
+        handle = handle_for(state, name)
+        members = processes.group_members(state.services[name].pid)
+        handle.stop()  # returns once stopped: no sleep between the promise and the check
+        assert members and all(processes.proc_state(p) == "T" for p in members)
+        handle.resume()
+        assert all(processes.proc_state(p) != "T" for p in members)
+
+
+def test_policy_outside_the_stack_folder_finds_the_templates(tmp_path):
+    policy = tmp_path / "elsewhere" / "policy.yaml"
+    policy.parent.mkdir()
+    policy.write_text((REPO / "stack" / "policy.yaml").read_text())
+    state_file = tmp_path / "stack.json"
+    up = cli("stack", "up", "--replicas", "1", "--policy", str(policy), state=state_file)
+    assert up.returncode == 0, up.stderr
+    down = cli("stack", "down", state=state_file)
+    assert down.returncode == 0, down.stderr
+
+
+def test_down_does_not_depend_on_the_policy_file(tmp_path):
+    """The policy may be edited (even broken) while its stack runs; taking the stack down never reads it."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((REPO / "stack" / "policy.yaml").read_text())
+    state_file = tmp_path / "stack.json"
+    assert cli("stack", "up", "--replicas", "1", "--policy", str(policy), state=state_file).returncode == 0
+    stack_id = read_state(state_file).stack_id
+    policy.write_text("tiers: [broken\n")
+    down = cli("stack", "down", state=state_file)
+    assert down.returncode == 0, down.stderr
+    assert processes.pids_with_stack_id(stack_id) == []
+
+
+def test_corrupt_state_file_of_a_live_stack_is_not_lost(tmp_path):
+    state_file = tmp_path / "stack.json"
+    assert cli("stack", "up", "--replicas", "1", state=state_file).returncode == 0
+    stack_id = read_state(state_file).stack_id
+    state_file.write_text("{half a file")
+    again = cli("stack", "up", "--replicas", "1", state=state_file)
+    assert again.returncode == 2 and f"stack {stack_id}" in again.stderr and "still running" in again.stderr
+    assert len(list(tmp_path.glob("stack-*"))) == 1, "no second stack"
+    down = cli("stack", "down", state=state_file)
+    assert down.returncode == 0 and f"stack {stack_id} is down" in down.stdout
+    assert processes.pids_with_stack_id(stack_id) == []
     assert not list(tmp_path.glob("stack-*"))
 
 

@@ -13,6 +13,7 @@ import time
 import httpx
 
 from quotaquake.errors import StackError
+from quotaquake.load.safety import check_target
 from quotaquake.stack.readiness import is_ready
 from quotaquake.stack.state import StackState
 
@@ -28,7 +29,7 @@ def service_problems(state: StackState) -> list[str]:
         if not record.ready_url:
             continue
         try:
-            ready = is_ready(record.ready_url)
+            ready = is_ready(record.ready_url, state.allow_hosts)
         except Exception as exc:  # any failure of a readiness check: "not ready"
             problems.append(f"{name}: {type(exc).__name__}")
             continue
@@ -54,6 +55,9 @@ def gateway_problems(state: StackState, client: httpx.Client) -> list[str]:
     """Problems seen through the front: LB health flags and ``GET /gateway-health`` through the LB."""
     endpoints = state.require_endpoints()
     problems: list[str] = []
+    for url in (endpoints.gateway, endpoints.lb_admin):
+        if url:
+            check_target(url, state.allow_hosts, what="health check")
     try:
         if endpoints.lb_admin:
             problems += unhealthy_replicas(endpoints.lb_admin, len(endpoints.replicas), client)

@@ -19,7 +19,7 @@ CONSUMER_PROBES = {"known_consumer_works"}
 Activity = Mapping[str, object]
 
 
-def _activities(experiment: Mapping[str, object]) -> list[Activity]:
+def activities(experiment: Mapping[str, object]) -> list[Activity]:
     hypothesis = experiment.get("steady-state-hypothesis")
     probes = hypothesis.get("probes", []) if isinstance(hypothesis, Mapping) else []
     found: list[Activity] = []
@@ -41,7 +41,9 @@ def check_activity(activity: Activity, state: StackState) -> None:
             require_service(state, str(arguments["service"]))
         if provider.get("func") == "kill_gateway_replicas" and "count" in arguments:
             count = arguments["count"]
-            choose_replicas(state, count if isinstance(count, int) else -1)
+            if not isinstance(count, int) or isinstance(count, bool):
+                raise ChaosTargetError(f"count {count!r}: must be a whole number of replicas")
+            choose_replicas(state, count)
         if provider.get("func") in CONSUMER_PROBES:
             tier = str(arguments.get("tier", "pro"))
             if not state.consumers_of(tier):
@@ -52,5 +54,5 @@ def check_activity(activity: Activity, state: StackState) -> None:
 
 def check_experiment(experiment: Mapping[str, object], state: StackState) -> None:
     """Check every activity of ``experiment`` (hypothesis, method, rollbacks) against ``state``."""
-    for activity in _activities(experiment):
+    for activity in activities(experiment):
         check_activity(activity, state)

@@ -18,7 +18,9 @@ import httpx
 from quotaquake.chaos import ledger, promql
 from quotaquake.chaos.burst import plan_burst, run_burst
 from quotaquake.chaos.targets import load_stack
+from quotaquake.errors import UsageError
 from quotaquake.faults.targets import ChaosTargetError, require_service
+from quotaquake.load.safety import check_target
 from quotaquake.policy import DEFAULT_POLICY_PATH, load_policy
 from quotaquake.runfolder.models import ProbeRequest
 from quotaquake.stack.readiness import is_ready
@@ -52,6 +54,15 @@ def _record(
     ledger.record(configuration, requests)
 
 
+def guarded(state: StackState, url: str) -> str:
+    """``url`` once the loopback guard allowed it (a ``ChaosTargetError`` naming the host otherwise)."""
+    try:
+        check_target(url, state.allow_hosts, what="chaos probe")
+    except UsageError as exc:
+        raise ChaosTargetError(str(exc)) from None
+    return url
+
+
 def _get(client: httpx.Client, url: str, headers: Mapping[str, str] | None = None) -> int | None:
     try:
         return client.get(url, headers=headers).status_code
@@ -65,7 +76,8 @@ def gateway_healthy(requests: int = 3, configuration: Configuration = None) -> b
     The LB round-robins, so 3 requests reach every replica it considers healthy; a dead replica the LB
     has not yet ejected shows up as a failure here.
     """
-    gateway = load_stack(configuration).require_endpoints().gateway
+    state = load_stack(configuration)
+    gateway = guarded(state, state.require_endpoints().gateway)
     with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:
         statuses = [_get(client, gateway + GATEWAY_HEALTH_PATH) for _ in range(requests)]
     _record(configuration, "gateway_healthy", GATEWAY_HEALTH_PATH, statuses)
@@ -79,8 +91,9 @@ def service_reachable(service: str, configuration: Configuration = None) -> bool
     record = state.services[require_service(state, service)]
     if not record.ready_url:
         raise ChaosTargetError(f"service '{service}': has no readiness check to probe")
+    guarded(state, record.ready_url)
     try:
-        return is_ready(record.ready_url)
+        return is_ready(record.ready_url, state.allow_hosts)
     except Exception:  # every failure to answer: "not reachable"
         return False
 
@@ -92,6 +105,7 @@ def _prometheus_query(state: StackState) -> promql.QueryFn:
     url = state.require_endpoints().prometheus
     if not url:
         raise ChaosTargetError(f"stack {state.stack_id} has no Prometheus to query")
+    guarded(state, url)
     connection = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=1), timeout=PROMETHEUS_TIMEOUT_S)
 
     def query(text: str) -> Sequence[object]:
@@ -133,7 +147,12 @@ def quota_enforced(
     plan = plan_burst(state, policy, tier, path)
     with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:
         result = run_burst(
-            client, state.require_endpoints().gateway, plan, min_limited=min_limited, margin=margin, timeout_s=timeout_s
+            client,
+            guarded(state, state.require_endpoints().gateway),
+            plan,
+            min_limited=min_limited,
+            margin=margin,
+            timeout_s=timeout_s,
         )
     ledger.record(configuration, result.requests)
     logger.info(f"quota_enforced: {'yes' if result.enforced else 'NO'}: {result.summary()}")
@@ -156,6 +175,6 @@ def known_consumer_works(tier: str = "pro", path: str = "/health", configuration
     state = load_stack(configuration)
     consumer = _known_consumer(state, tier)
     with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:
-        status = _get(client, state.require_endpoints().gateway + path, {"x-api-key": consumer.key})
+        status = _get(client, guarded(state, state.require_endpoints().gateway) + path, {"x-api-key": consumer.key})
     _record(configuration, "known_consumer_works", path, [status], consumer=consumer.id)
     return status == 200

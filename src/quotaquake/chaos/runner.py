@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from quotaquake.chaos.preflight import check_experiment
 from quotaquake.errors import ConfigError, UsageError
 from quotaquake.faults.restore import restore_stack
 from quotaquake.runfolder import RunFolder
+from quotaquake.stack.lock import record_process
+from quotaquake.stack.processes import marker_env
 from quotaquake.stack.state import STATE_ENV_VAR, read_state
 
 logger = logging.getLogger(__name__)
@@ -50,17 +53,97 @@ def chaos_executable() -> str:
     return found
 
 
-def load_checked_experiment(experiment: Path, state_path: Path) -> None:
-    """Chaos Toolkit's validation plus the stack-aware checks; one-line ``UsageError`` on failure."""
+def validate_experiment_file(experiment: Path) -> Mapping[str, object]:
+    """Chaos Toolkit's validation and the argument types of our activities, without a stack: a file that
+    is not JSON/YAML, an invalid experiment or ``count: "one"`` is a one-line ``ConfigError``."""
     from chaoslib.exceptions import ChaosException
     from chaoslib.experiment import ensure_experiment_is_valid
     from chaoslib.loader import load_experiment
 
+    if not experiment.is_file():
+        raise ConfigError(experiment, None, "no such experiment file")
+    _check_parsable(experiment)
     try:
-        loaded = load_experiment(str(experiment))
+        loaded: Mapping[str, object] = load_experiment(str(experiment))
         ensure_experiment_is_valid(loaded)
     except ChaosException as exc:
-        raise ConfigError(experiment, None, str(exc)) from None
+        raise ConfigError(experiment, None, _one_line(str(exc))) from None
+    except Exception as exc:  # chaoslib raises plain errors for some malformed shapes
+        raise ConfigError(
+            experiment, None, f"not a valid experiment ({type(exc).__name__}: {_one_line(str(exc))})"
+        ) from None
+    check_argument_types(experiment, loaded)
+    return loaded
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_parsable(experiment: Path) -> None:
+    """Parse the file as chaoslib will (JSON, or YAML for .yaml/.yml) to name the line of a syntax error."""
+    import json
+
+    import yaml
+
+    try:
+        text = experiment.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(experiment, None, f"cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text) if experiment.suffix in (".yaml", ".yml") else json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(experiment, f"line {exc.lineno}", f"not valid JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(experiment, None, f"not valid YAML: {_one_line(str(exc))}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(experiment, None, "an experiment is a JSON object")
+
+
+def check_argument_types(experiment: Path, loaded: Mapping[str, object]) -> None:
+    """Each argument of our activities has the type its function declares (int, float, str, bool)."""
+    import importlib
+    import typing
+
+    for activity in _our_activities(loaded):
+        provider = activity["provider"]
+        assert isinstance(provider, Mapping)
+        func = getattr(importlib.import_module(str(provider["module"])), str(provider["func"]), None)
+        if func is None:
+            continue
+        hints = typing.get_type_hints(func)
+        arguments = provider.get("arguments")
+        for name, value in arguments.items() if isinstance(arguments, Mapping) else []:
+            expected = hints.get(name)
+            if expected in (int, float, str, bool) and not _fits(value, expected):
+                field = f"activity '{activity.get('name', '?')}': argument {name}"
+                raise ConfigError(experiment, field, f"{value!r} is not a {expected.__name__}")
+
+
+def _our_activities(loaded: Mapping[str, object]) -> list[Mapping[str, object]]:
+    from quotaquake.chaos.preflight import OUR_MODULES, activities
+
+    found = []
+    for activity in activities(loaded):
+        provider = activity.get("provider")
+        if isinstance(provider, Mapping) and provider.get("module") in OUR_MODULES and provider.get("func"):
+            found.append(activity)
+    return found
+
+
+def _fits(value: object, expected: type) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if expected is float:
+        return isinstance(value, int | float)
+    return isinstance(value, expected)
+
+
+def load_checked_experiment(experiment: Path, state_path: Path) -> None:
+    """Chaos Toolkit's validation plus the stack-aware checks; one-line ``UsageError`` on failure."""
+    loaded = validate_experiment_file(experiment)
     try:
         check_experiment(loaded, read_state(state_path))
     except UsageError as exc:
@@ -94,8 +177,6 @@ class ChaosRun:
 
         Returns at once; the experiment runs in a subprocess with ``QUOTAQUAKE_STATE=state_path``.
         """
-        if not experiment.is_file():
-            raise ConfigError(experiment, None, "no such experiment file")
         load_checked_experiment(experiment, state_path)
         command = chaos_command(experiment.resolve(), folder)  # UsageError now if chaos is not installed
         run = cls(experiment.resolve(), state_path.resolve(), folder, max(0.0, delay_s), command)
@@ -105,9 +186,13 @@ class ChaosRun:
         return run
 
     def _environment(self) -> dict[str, str]:
+        """Ours plus the state file, the probe ledger and the stack's markers (``stack down`` finds the
+        experiment, and whatever its rollbacks start, by them)."""
         env = dict(os.environ)
         env[STATE_ENV_VAR] = str(self.state_path)
         env[LEDGER_ENV_VAR] = str(self.folder.probe_ledger)
+        state = read_state(self.state_path)
+        env.update(marker_env(state.stack_id, state.state_file))
         return env
 
     def _launch_after_delay(self) -> None:
@@ -122,6 +207,7 @@ class ChaosRun:
                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             output.close()
+            record_process(self.state_path, "chaos run", "chaos", self._process.pid)
 
     def started(self) -> bool:
         return self._process is not None

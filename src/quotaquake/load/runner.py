@@ -46,7 +46,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from quotaquake.context import RunContext
 from quotaquake.runfolder import RunFolder
-from quotaquake.stack.processes import free_port
+from quotaquake.stack.lock import record_process
+from quotaquake.stack.processes import free_port, marker_env
 from quotaquake.stack.state import STATE_ENV_VAR
 
 PER_PROCESS_RATE = 4000.0
@@ -227,9 +228,11 @@ def run_locust(context: RunContext) -> LocustResult:
         context.console.print(f"[yellow]not passed to Locust: ${name} (the run's command line is the whole story)")
     for path in ignored_config_files(Path.cwd(), Path.home()):
         context.console.print(f"[yellow]not read by Locust: {path} (the run's command line is the whole story)")
+    env.update(marker_env(context.state.stack_id, context.state_path))  # `stack down` finds Locust by them
     interrupted = False
     with sigterm_interrupts(), folder.locust_log.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        record_process(context.state_path, "locust", "locust", process.pid)
         try:
             _await_exit(process, folder.locust_stats_csv, context.request.duration_s, context.console)
         except KeyboardInterrupt:

@@ -1,7 +1,12 @@
-"""Guards that keep generated load on the lab: loopback targets only, bounded rate and duration.
+"""Guards that keep generated traffic on the lab: loopback targets only, bounded rate and duration.
 
-Used by ``quotaquake.load.runner`` before Locust starts and by every scenario's ``init`` hook, so a plain
-``locust -f scenarios/...`` is held to the same limits as ``quotaquake run``.
+``check_target`` is the one loopback guard of every outgoing connection quotaquake makes: the load (before
+Locust starts and in every scenario's ``init`` hook, so a plain ``locust -f scenarios/...`` is held to the
+same limits as ``quotaquake run``), the chaos probes and health checks, the Prometheus snapshot, the
+readiness probes, Kong's Admin API. A host that is not loopback passes only when the user named it
+(``--allow-host``, or a target file's ``allow_hosts``, kept in the state file). No DNS lookup decides it.
+
+``capped_run_time`` bounds a plain ``locust -f`` run started without ``-t``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ MAX_DURATION_S = 2 * 3600.0
 """Longest run accepted, in seconds (2 h)."""
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+GUARDED_SCHEMES = frozenset({"http", "https", "redis", "postgresql", "postgres"})
 
 
 def is_loopback(host: str) -> bool:
@@ -32,18 +38,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_target(url: str, allow_hosts: Sequence[str]) -> None:
-    """Raise ``UsageError`` unless ``url``'s host is loopback or named in ``allow_hosts``."""
+def check_target(url: str, allow_hosts: Sequence[str] = (), *, what: str = "target") -> None:
+    """Raise ``UsageError`` unless ``url``'s host is loopback or named in ``allow_hosts``.
+
+    ``url`` is http(s), redis or postgresql; ``what`` names the connection in the message (``target``,
+    ``prometheus``, ``chaos probe``, ...). Credentials in ``url`` never appear in the message."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"target {url!r}: not an http(s) URL with a host")
+    if parts.scheme not in GUARDED_SCHEMES or not parts.hostname:
+        shown = url if "@" not in url else "(a URL with credentials)"
+        raise UsageError(f"{what} {shown!r}: not an http(s) URL with a host")
     host = parts.hostname
     allowed = {h.strip().lower() for h in allow_hosts if h.strip()}
     if is_loopback(host) or host.lower() in allowed:
         return
     raise UsageError(
-        f"target {url}: host {host} is not loopback; pass --allow-host {host} if you really mean to load it"
+        f"{what} {parts.scheme}://{host}: host {host} is not loopback; "
+        f"pass --allow-host {host} if you really mean to reach it"
     )
+
+
+def capped_run_time(run_time_s: float | None) -> float:
+    """A plain Locust run's duration: ``run_time_s`` when given (checked), else the cap ``MAX_DURATION_S``."""
+    if run_time_s is None or run_time_s <= 0:
+        return MAX_DURATION_S
+    check_duration(run_time_s)
+    return run_time_s
 
 
 def check_rate(rate: float) -> None:

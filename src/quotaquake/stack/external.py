@@ -39,7 +39,6 @@ provider controls none of the services.
 from __future__ import annotations
 
 import csv
-import ipaddress
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -51,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from quotaquake.config import load_model, read_yaml, validation_problem
 from quotaquake.errors import ConfigError, StackError, UsageError
 from quotaquake.kongspec import KongLimits, KongSpec
+from quotaquake.load.safety import check_target, is_loopback
 from quotaquake.policy import ANONYMOUS_TIER, DEFAULT_POLICY_PATH, Policy, QuotaModel, load_policy
 from quotaquake.stack.provider import ProviderOptions, ServiceHandle
 from quotaquake.stack.state import Consumer, Endpoints, StackState, write_state
@@ -149,26 +149,17 @@ def host_of(url: str) -> str:
     return host.lower()
 
 
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback IP literal; any other name counts as remote (no DNS lookup)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_hosts(urls: Iterable[str], allowed: Iterable[str], config_path: Path) -> None:
-    """Raise ``UsageError`` for the first URL whose host is neither loopback nor allowed."""
-    allowed_set = {h.lower() for h in allowed}
+    """Raise ``UsageError`` for the first URL the loopback guard (``load.safety.check_target``) refuses."""
+    allowed_list = list(allowed)
     for url in urls:
-        host = host_of(url)
-        if not is_loopback(host) and host not in allowed_set:
+        try:
+            check_target(url, allowed_list)
+        except UsageError:
             raise UsageError(
-                f"{config_path}: {url} is not on this machine; pass --allow-host {host} "
+                f"{config_path}: {url} is not on this machine; pass --allow-host {host_of(url)} "
                 f"(or list it under allow_hosts) to send load to it"
-            )
+            ) from None
 
 
 def read_consumers(path: Path) -> list[Consumer]:
@@ -271,7 +262,8 @@ class ExternalProvider:
         target = self._target()
         config = load_target(target)
         urls = [*config.gateway, *([config.prometheus] if config.prometheus else [])]
-        check_hosts(urls, [*self.allow_hosts, *config.allow_hosts], target)
+        allowed = [*self.allow_hosts, *config.allow_hosts]
+        check_hosts(urls, allowed, target)
         consumers = read_consumers(config.consumers)
         if config.policy is not None:
             _check_tiers(config.consumers, consumers, load_policy(config.policy).tiers)
@@ -291,6 +283,7 @@ class ExternalProvider:
             kong=spec,
             policy_file=str(config.policy) if config.policy else None,
             target_file=str(target.resolve()),
+            allow_hosts=sorted({h.lower() for h in allowed}),
             endpoints=Endpoints(
                 gateway=config.gateway[0],
                 replicas=list(config.gateway),
@@ -320,6 +313,8 @@ class ExternalProvider:
     def status(self, state: StackState) -> list[ServiceHealth]:
         """One row per gateway URL (and Prometheus): does it answer HTTP at all (Prometheus: 200)?"""
         endpoints = state.require_endpoints()
+        check_hosts([*endpoints.replicas, *([endpoints.prometheus] if endpoints.prometheus else [])],
+                    state.allow_hosts, Path(state.state_file))  # fmt: skip
         rows = []
         with self._client() as client:
             for n, url in enumerate(endpoints.replicas, 1):
@@ -354,7 +349,7 @@ def _answers(client: httpx.Client, url: str, *, need_ok: bool = False) -> bool:
 
 
 def _reachable(client: httpx.Client, url: str, what: str, *, need_ok: bool = False) -> None:
-    try:
+    try:  # the hosts were checked against the loopback guard when the state was planned
         response = client.get(url)
     except httpx.HTTPError as exc:
         raise StackError(what, f"{url} does not answer: {type(exc).__name__}: {exc}") from None

@@ -68,6 +68,7 @@ import yaml
 
 from quotaquake.errors import StackError
 from quotaquake.kongspec import KongLimits, KongSpec
+from quotaquake.load.safety import check_target
 from quotaquake.policy import ANONYMOUS_TIER, Policy
 from quotaquake.stack.state import Consumer
 
@@ -347,6 +348,8 @@ def execute_plan(
     ``client_factory`` lets tests inject ``httpx.Client(transport=MockTransport(...))``. Returns the
     number of calls sent.
     """
+    if client_factory is None:  # a real connection: the loopback guard first (an injected client is a test's)
+        check_target(admin_url, what="Kong Admin API")
     factory = client_factory or (lambda: httpx.Client(timeout=10.0))
     sent = 0
     with factory() as client:

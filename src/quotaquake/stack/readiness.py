@@ -6,9 +6,13 @@ caller polls over; ``wait_ready`` in ``processes`` turns persistent failure into
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import httpx
 import psycopg
 import redis
+
+from quotaquake.load.safety import check_target
 
 PROBE_TIMEOUT_S = 0.5
 
@@ -30,8 +34,11 @@ def http_ready(url: str) -> bool:
     return httpx.get(url, timeout=PROBE_TIMEOUT_S).status_code == 200
 
 
-def is_ready(url: str) -> bool:
-    """Probe ``url`` by its scheme; exceptions propagate (callers treat them as "not ready")."""
+def is_ready(url: str, allow_hosts: Sequence[str] = ()) -> bool:
+    """Probe ``url`` by its scheme; exceptions propagate (callers treat them as "not ready").
+
+    The loopback guard (``load.safety.check_target``) refuses any other host not in ``allow_hosts``."""
+    check_target(url, allow_hosts, what="readiness probe")
     if url.startswith("redis://"):
         return redis_ready(url)
     if url.startswith("postgresql://"):

@@ -8,8 +8,10 @@ process it spawned.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,12 +26,33 @@ STATE_ENV_VAR = "QUOTAQUAKE_STATE"
 DEFAULT_STATE_PATH = Path(".quotaquake/stack.json")
 
 
+STATE_FILE_MODE = 0o600
+"""The state file holds every raw API key and the services' passwords: readable by its owner only."""
+
+
 def state_path(explicit: Path | None = None) -> Path:
     """The state file path: ``explicit``, else ``$QUOTAQUAKE_STATE``, else ``.quotaquake/stack.json``."""
     if explicit is not None:
         return explicit
     from_env = os.environ.get(STATE_ENV_VAR)
     return Path(from_env) if from_env else DEFAULT_STATE_PATH
+
+
+def checked_state_path(explicit: Path | None = None) -> Path:
+    """``state_path(explicit)``, refusing (one-line ``UsageError`` naming where it came from) a path that is
+    an existing folder or lies under a file: the state file is a file."""
+    chosen = state_path(explicit)
+    source = "--state" if explicit is not None else (STATE_ENV_VAR if os.environ.get(STATE_ENV_VAR) else "state file")
+    if chosen.is_dir():
+        raise UsageError(f"{source}: {chosen} is a folder; give a file path (e.g. {chosen / 'stack.json'})")
+    for parent in chosen.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{source}: {chosen} lies under {parent}, which is a file, not a folder")
+        if parent.is_dir():
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"{source}: cannot write {chosen}: {parent} is not writable")
+            break
+    return chosen
 
 
 class Consumer(BaseModel):
@@ -93,6 +116,7 @@ class StackState(BaseModel):
     kong: KongSpec | None = None  # model "kong": the rate-limiting plugin as deployed
     policy_file: str | None = None
     target_file: str | None = None  # the external provider's target file
+    allow_hosts: list[str] = Field(default_factory=list)  # non-loopback hosts the user allowed as targets
     endpoints: Endpoints | None = None
     consumers: list[Consumer] = Field(default_factory=list)
     services: dict[str, ServiceRecord] = Field(default_factory=dict)
@@ -107,22 +131,37 @@ class StackState(BaseModel):
 
 
 def write_state(state: StackState, path: Path) -> None:
-    """Write atomically (temp file + rename) so readers never see half a file."""
+    """Write atomically (a unique temp file in the same folder, fsynced, then renamed) so readers never see
+    half a file and two writers never share a temp file; the file is created ``0600`` (owner only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(state.model_dump_json(indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), STATE_FILE_MODE)
+            handle.write(state.model_dump_json(indent=2))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
 
 
 def read_state(path: Path) -> StackState:
-    """Read a state file; a missing or corrupt file is a one-line ``UsageError``."""
+    """Read a state file; a missing, unreadable or corrupt file is a one-line ``UsageError``."""
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: no stack state file; start one with `quotaquake stack up`") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder, not a stack state file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(path, None, f"cannot read the state file ({reason})") from None
     try:
         return StackState.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
-        raise ConfigError(path, None, f"corrupt state file ({exc.msg}); remove it") from None
+        raise ConfigError(path, None, f"corrupt state file ({exc.msg})") from None
     except ValidationError as exc:
         raise validation_problem(path, exc) from None

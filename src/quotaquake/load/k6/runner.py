@@ -43,7 +43,8 @@ from quotaquake.load.schedule import EpochClock
 from quotaquake.load.traffic import build_mix
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.models import EngineRecord, MonthlySeed
-from quotaquake.stack.processes import STACK_ID_ENV
+from quotaquake.stack.lock import record_process
+from quotaquake.stack.processes import marker_env
 from quotaquake.stack.state import STATE_ENV_VAR
 
 QUIT_GRACE_S = 30.0
@@ -120,7 +121,7 @@ def k6_environment(context: RunContext) -> dict[str, str]:
     and ``GOGC`` (``GO_GC_PERCENT`` unless set)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("K6_")}
     env.setdefault("GOGC", GO_GC_PERCENT)
-    return {**env, STACK_ID_ENV: context.state.stack_id, STATE_ENV_VAR: str(context.state_path)}
+    return {**env, **marker_env(context.state.stack_id, context.state_path), STATE_ENV_VAR: str(context.state_path)}
 
 
 def seed_before_start(scenario: ScenarioFile, plan: K6Plan, context: RunContext) -> list[MonthlySeed]:
@@ -187,6 +188,7 @@ def execute(context: RunContext) -> tuple[subprocess.Popen[bytes], bool]:
             env=k6_environment(context),
             start_new_session=True,
         )
+        record_process(context.state_path, "k6", "k6", process.pid)  # `stack down` stops it if we die
         try:
             await_exit(process, api_port, context.request.duration_s, context.console)
         except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,18 +25,31 @@ from quotaquake.services.limiter.registry import ConsumerRegistry
 from quotaquake.services.limiter.shared import SharedBuckets, parse_redis_url
 
 LOG = logging.getLogger("quotaquake.limiter")
+REDIS_URL_ENV = "QUOTAQUAKE_REDIS_URL"
+POSTGRES_URL_ENV = "QUOTAQUAKE_POSTGRES_URL"
+"""URLs with passwords come through the environment (owner-readable), not argv (readable by every user)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m quotaquake.services.limiter", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis", required=True, help="redis://host:port/0")
-    parser.add_argument("--postgres", required=True, help="postgresql://user@host:port/db (consumer registry)")
+    parser.add_argument(
+        "--redis", default=os.environ.get(REDIS_URL_ENV), help=f"redis://[:password@]host:port/0 (or ${REDIS_URL_ENV})"
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(POSTGRES_URL_ENV),
+        help=f"postgresql://user[:password]@host:port/db, the consumer registry (or ${POSTGRES_URL_ENV})",
+    )
     parser.add_argument("--policy", type=Path, required=True, help="policy YAML (stack/policy.yaml)")
     parser.add_argument("--name", default="limiter", help="replica name, shown in logs")
     parser.add_argument("--defect", default=None, help="seeded defect: " + ", ".join(d.value for d in Defect))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for option, env in (("redis", REDIS_URL_ENV), ("postgres", POSTGRES_URL_ENV)):
+        if not getattr(args, option):
+            parser.error(f"--{option} (or ${env}) is required")
+    return args
 
 
 def build_app(args: argparse.Namespace) -> LimiterApp:

@@ -127,12 +127,25 @@ class RespProtocol(asyncio.Protocol):
                 waiter.set_exception(RedisUnavailable(reason))
 
 
-async def connect(host: str, port: int, timeout_s: float) -> RespProtocol:
-    """Open a connection within ``timeout_s`` seconds or raise ``RedisUnavailable``."""
+async def connect(host: str, port: int, timeout_s: float, password: str | None = None) -> RespProtocol:
+    """Open a connection (and ``AUTH`` with ``password`` when given) within ``timeout_s`` seconds, or raise
+    ``RedisUnavailable``."""
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout_s):
             _, protocol = await loop.create_connection(RespProtocol, host, port)
+            if password:
+                await _authenticate(protocol, password)
     except (OSError, TimeoutError) as exc:
         raise RedisUnavailable(f"cannot connect to redis at {host}:{port}: {exc!r}") from None
     return protocol
+
+
+async def _authenticate(protocol: RespProtocol, password: str) -> None:
+    """Send ``AUTH password`` first on the connection; ``RedisUnavailable`` (connection closed) if refused."""
+    reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+    protocol.send([encode_command([b"AUTH", password.encode()])], [reply])
+    answer = await reply
+    if answer != b"OK":
+        protocol.fail("authentication refused")
+        raise RedisUnavailable(f"redis refused the password: {answer!r}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from importlib import resources
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from quotaquake.services.limiter.bucket import Outcome, Quota, decide, refilled
 from quotaquake.services.limiter.keys import bucket_key, month_key
@@ -65,11 +65,17 @@ def _redis_time(reply: Reply) -> float:
 
 
 def parse_redis_url(url: str) -> tuple[str, int]:
-    """Host and port of ``redis://host:port/db`` (db 0 only: the script uses the default database)."""
+    """Host and port of ``redis://[:password@]host:port/db`` (db 0 only: the script uses the default database)."""
     parts = urlsplit(url)
     if parts.scheme != "redis" or not parts.hostname:
-        raise ValueError(f"not a redis:// URL: {url!r}")
+        raise ValueError("not a redis:// URL with a host")
     return parts.hostname, parts.port or 6379
+
+
+def redis_password(url: str) -> str | None:
+    """The password of ``redis://:password@host:port/0`` (percent-decoded), ``None`` without one."""
+    password = urlsplit(url).password
+    return unquote(password) if password else None
 
 
 class SharedBuckets:
@@ -77,6 +83,7 @@ class SharedBuckets:
 
     def __init__(self, url: str, timeout_s: float, *, atomic: bool = True) -> None:
         self._host, self._port = parse_redis_url(url)
+        self._password = redis_password(url)
         self._timeout_s = timeout_s
         self._atomic = atomic
         self._conn: RespProtocol | None = None
@@ -164,7 +171,7 @@ class SharedBuckets:
                 self._connecting = None
 
     async def _open(self) -> RespProtocol:
-        conn = await connect(self._host, self._port, self._timeout_s)
+        conn = await connect(self._host, self._port, self._timeout_s, self._password)
         self._conn = conn
         return conn
 

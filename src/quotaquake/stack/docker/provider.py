@@ -61,6 +61,7 @@ from testcontainers.core.wait_strategies import ExecWaitStrategy, HttpWaitStrate
 
 from quotaquake.errors import StackError, UsageError
 from quotaquake.kongspec import KongSpec
+from quotaquake.load.safety import check_target
 from quotaquake.policy import ANONYMOUS_TIER, DEFAULT_POLICY_PATH, load_policy
 from quotaquake.stack import kong
 from quotaquake.stack.consumers import fresh_consumer, plan_consumers
@@ -540,6 +541,7 @@ def _stub_upstream() -> str:
 
 
 def _provisioned(proxy: str, spec: KongSpec, probe: Consumer | None) -> bool:
+    check_target(proxy, what="Kong proxy")
     with httpx.Client(base_url=proxy, timeout=2.0) as client:
         if client.get(kong.CALIBRATION_PATH).status_code != 200:
             return False

@@ -16,6 +16,7 @@ from quotaquake.stack.state import ServiceRecord, read_state, write_state
 
 RESTART_TIMEOUT_S = 30.0
 KILL_TIMEOUT_S = 5.0
+SIGNAL_TIMEOUT_S = 5.0  # how long stop/resume wait for every process of the group to show the new state
 
 
 class LocalHandle:
@@ -45,12 +46,28 @@ class LocalHandle:
         ):
             raise StackError(self.name, f"still running {KILL_TIMEOUT_S:.0f} s after SIGKILL")
 
+    def _members(self, record: ServiceRecord) -> list[int]:
+        return processes.group_members(record.pid) if processes.is_alive(record) and record.pid else []
+
     def stop(self) -> None:
-        if not processes.signal_group(self.record(), signal.SIGSTOP):
+        """SIGSTOP the group and wait until every member is stopped (state T), as promised."""
+        record = self.record()
+        members = self._members(record)
+        if not processes.signal_group(record, signal.SIGSTOP):
             raise StackError(self.name, "not running, cannot stop (SIGSTOP) it")
+        if not processes.poll_until(
+            lambda: all(processes.proc_state(p) in (None, "Z", "T", "t") for p in members), SIGNAL_TIMEOUT_S
+        ):
+            raise StackError(self.name, f"not stopped {SIGNAL_TIMEOUT_S:.0f} s after SIGSTOP")
 
     def resume(self) -> None:
-        processes.signal_group(self.record(), signal.SIGCONT)
+        """SIGCONT the group and wait until no member is stopped any more."""
+        record = self.record()
+        members = self._members(record)
+        if not processes.signal_group(record, signal.SIGCONT):
+            return
+        if not processes.poll_until(lambda: all(processes.proc_state(p) != "T" for p in members), SIGNAL_TIMEOUT_S):
+            raise StackError(self.name, f"still stopped {SIGNAL_TIMEOUT_S:.0f} s after SIGCONT")
 
     def is_running(self) -> bool:
         record = self.record()
@@ -63,7 +80,7 @@ class LocalHandle:
         if processes.is_alive(record):
             processes.signal_group(record, signal.SIGCONT)
             self.kill()
-        fresh = processes.spawn(record, state.stack_id, user=record.run_as)
+        fresh = processes.spawn(record, state.stack_id, user=record.run_as, state_file=state.state_file)
         state = read_state(self.state_file)  # re-read: another handle may have written meanwhile
         state.services[self.name] = fresh
         write_state(state, self.state_file)

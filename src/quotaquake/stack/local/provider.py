@@ -1,8 +1,16 @@
 """The embedded local stack: real processes on loopback, no Docker needed.
 
 Redis, Postgres (consumer registry), the stub fingerprint API, one rate-limit service and one Envoy per
-gateway replica, an Envoy load balancer in front, and Prometheus. Each binds 127.0.0.1 on an ephemeral
-port, is recorded in the state file as soon as it is spawned, and is polled for readiness with a deadline.
+gateway replica, an Envoy load balancer in front, and Prometheus. Each binds 127.0.0.1 on a port held
+for it until it listens (``processes.reserve_port``), is recorded in the state file as soon as it is
+spawned, and is polled for readiness with a deadline.
+
+Ownership: the work folder and the Postgres data folder carry a marker (``quotaquake.stack.ownership``)
+written when they are created; ``down`` removes only marked folders of the same stack.
+
+Secrets: Redis requires a password (``requirepass`` in a 0600 config file, not on the command line) and
+Postgres a scram-sha-256 password; both are generated per stack, kept in the 0600 state file and handed
+to the limiters through their environment (readable by the owner only), never through argv.
 """
 
 from __future__ import annotations
@@ -11,19 +19,22 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from quotaquake.errors import StackError, UsageError
-from quotaquake.policy import load_policy
+from quotaquake.policy import Policy, load_policy
 from quotaquake.services.limiter.defects import parse_defect
-from quotaquake.stack import processes
+from quotaquake.stack import ownership, processes, reaper
 from quotaquake.stack.consumers import fresh_consumer, plan_consumers
 from quotaquake.stack.local.gateway_config import ReplicaPorts, render_lb, render_prometheus, render_replica
 from quotaquake.stack.local.handles import LocalHandle
@@ -33,6 +44,7 @@ from quotaquake.stack.quota_reset import delete_limiter_state
 from quotaquake.stack.readiness import is_ready
 from quotaquake.stack.state import Consumer, Endpoints, ServiceRecord, StackState, read_state, write_state
 from quotaquake.stack.status import ServiceHealth, stack_health
+from quotaquake.stack.urls import with_password
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "quotaquake"
@@ -40,6 +52,11 @@ AUTHZ_TIMEOUT_S = 0.5
 HC_INTERVAL_S = 0.5
 TEARDOWN_GRACE_S = 3.0
 CALIBRATION_PATH = "/calibrate"
+START_ATTEMPTS = 3  # a port taken by someone binding it explicitly: start again on fresh ports
+REDIS_URL_ENV = "QUOTAQUAKE_REDIS_URL"
+POSTGRES_URL_ENV = "QUOTAQUAKE_POSTGRES_URL"
+BUNDLED_TEMPLATES = Path(__file__).resolve().parents[4] / "stack" / "gateway"
+"""The repository's ``stack/gateway`` (Envoy and Prometheus templates), used when the policy's folder has none."""
 
 
 def binary(name: str, *candidates: Path) -> str:
@@ -56,6 +73,8 @@ def binary(name: str, *candidates: Path) -> str:
 
 @dataclass
 class _Ports:
+    """The stack's ports, each held (``processes.reserve_port``) until ``release`` after the start."""
+
     redis: int
     postgres: int
     stub: int
@@ -63,13 +82,26 @@ class _Ports:
     lb: int
     lb_admin: int
     replicas: list[ReplicaPorts] = field(default_factory=list)
+    held: list[socket.socket] = field(default_factory=list)
 
     @classmethod
     def allocate(cls, replicas: int) -> _Ports:
-        free = processes.free_port
-        ports = cls(free(), free(), free(), free(), free(), free())
-        ports.replicas = [ReplicaPorts(f"gateway-{n}", free(), free(), free()) for n in range(1, replicas + 1)]
+        held: list[socket.socket] = []
+
+        def reserve() -> int:
+            sock = processes.reserve_port()
+            held.append(sock)
+            return int(sock.getsockname()[1])
+
+        ports = cls(reserve(), reserve(), reserve(), reserve(), reserve(), reserve())
+        ports.replicas = [ReplicaPorts(f"gateway-{n}", reserve(), reserve(), reserve()) for n in range(1, replicas + 1)]
+        ports.held = held
         return ports
+
+    def release(self) -> None:
+        for sock in self.held:
+            sock.close()
+        self.held = []
 
 
 def _url(port: int, path: str = "") -> str:
@@ -122,11 +154,47 @@ def _chown_for_postgres(path: Path) -> None:
         shutil.chown(path, user="postgres", group="postgres")
 
 
-def _fresh_pg_data(stack_id: str) -> Path:
-    data = Path(tempfile.gettempdir()) / f"quotaquake-pg-{stack_id}"
+def _pg_data_path(stack_id: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"quotaquake-pg-{stack_id}"
+
+
+PG_HBA = """# written by quotaquake: password (scram-sha-256) over loopback TCP only, nothing else
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def _fresh_pg_data(stack_id: str, state_file: str, password: str) -> Path:
+    """A copy of the template data folder, marked as ours, that only accepts ``password`` (scram)."""
+    data = _pg_data_path(stack_id)
     template = _pg_template()
+    if data.exists():
+        raise StackError("postgres", f"{data} already exists", "another stack with the same id? start again")
     subprocess.run(["cp", "-a", str(template), str(data)], check=True)
+    ownership.claim(data, stack_id, state_file)
+    (data / "pg_hba.conf").write_text(PG_HBA)
+    _chown_for_postgres(data / "pg_hba.conf")
+    _set_pg_password(data, password)
     return data
+
+
+def _set_pg_password(data: Path, password: str) -> None:
+    """Set the superuser's password in single-user mode (no listener, password on stdin, not argv)."""
+    ids = processes.run_as("postgres")
+    sql = f"ALTER ROLE {PG_USER} PASSWORD '{password}';\n"
+    result = subprocess.run(
+        [str(PG_BIN / "postgres"), "--single", "-D", str(data), "-c", "password_encryption=scram-sha-256", "postgres"],
+        input=sql,
+        capture_output=True,
+        text=True,
+        check=False,
+        user=ids[0] if ids else None,
+        group=ids[1] if ids else None,
+        extra_groups=[] if ids else None,
+    )
+    if result.returncode != 0 or "ERROR" in result.stdout + result.stderr:
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        raise StackError("postgres", "could not set the registry's password", lines[-1])
 
 
 @dataclass
@@ -161,58 +229,107 @@ class LocalProvider:
             parse_defect(self.defect)
         except ValueError as exc:
             raise UsageError(f"--defect: {exc}") from None
-        self.policy = load_policy(self.policy_path)
-        self.templates = (self.stack_dir or self.policy_path.parent) / "gateway"
+
+    @cached_property
+    def policy(self) -> Policy:
+        """The policy the stack enforces: read only to start one (``down`` never depends on it)."""
+        return load_policy(self.policy_path)
+
+    @cached_property
+    def templates(self) -> Path:
+        return gateway_templates(self.stack_dir or self.policy_path.parent)
 
     # -- up ---------------------------------------------------------------------------------------
     def up(self) -> StackState:
+        """Start the stack; on a port someone else bound meanwhile, start again on fresh ports."""
+        _ = self.policy, self.templates  # a bad policy or missing templates: refused before anything starts
         self._refuse_or_reap_existing()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._up_once()
+            except StackError as exc:
+                if attempt == START_ATTEMPTS or "in use" not in str(exc).lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _up_once(self) -> StackState:
         stack_id = secrets.token_hex(4)
         work_dir = (self.work_root / f"stack-{stack_id}").resolve()
-        work_dir.mkdir(parents=True)
+        state_file = self.state_path.resolve()
+        work_dir.parent.mkdir(parents=True, exist_ok=True)
+        work_dir.mkdir(mode=0o700)
+        ownership.claim(work_dir, stack_id, state_file)
         ports = _Ports.allocate(self.replicas)
         state = StackState(
             provider=self.name,
             stack_id=stack_id,
             work_dir=str(work_dir),
-            state_file=str(self.state_path.resolve()),
+            state_file=str(state_file),
             replicas=self.replicas,
             defect=self.defect,
             policy_file=str(self.policy_path.resolve()),
-            endpoints=self._endpoints(ports),
+            endpoints=self._endpoints(ports, redis_password=secrets.token_hex(16), pg_password=secrets.token_hex(16)),
         )
-        write_state(state, self.state_path)
         try:
+            write_state(state, self.state_path)
             self._start(state, ports)
+            processes.check_interrupt()  # an interrupt a finalizer swallowed meanwhile still stops the start
         except BaseException:
             with processes.ignoring_sigint():
+                ports.release()
                 self.down(state)
             raise
+        finally:
+            ports.release()
         return state
 
     def _refuse_or_reap_existing(self) -> None:
+        """Refuse while a stack of this state file lives (whether or not the file is readable); reap a
+        stale local one (the harness died); never touch what another provider's state file names."""
+        live = processes.stacks_of_state_file(self.state_path)
         if not self.state_path.exists():
+            if live:
+                raise UsageError(_unrecorded_stack_message(self.state_path, live))
             return
         try:
             old = read_state(self.state_path)
-        except UsageError:
-            self.state_path.unlink()
-            return
-        if any(processes.is_alive(s) for s in old.services.values()):
+        except UsageError as exc:
+            if live:
+                raise UsageError(_unrecorded_stack_message(self.state_path, live)) from None
+            raise UsageError(
+                f"{exc}; it is not a state file quotaquake can use: remove it or choose another --state"
+            ) from None
+        if old.provider != self.name:
+            raise UsageError(
+                f"{self.state_path}: a {old.provider} stack ({old.stack_id}) is recorded there; "
+                "run `quotaquake stack down` first, or choose another --state"
+            )
+        if Path(old.state_file).resolve() != self.state_path.resolve():
+            raise UsageError(
+                f"{self.state_path}: a copy of {old.state_file} (stack {old.stack_id}); "
+                "use that state file, or remove this copy"
+            )
+        alive = live or any(processes.is_alive(s) for s in old.services.values())
+        if alive and not old.ready:
+            raise UsageError(
+                f"a half-started stack ({old.stack_id}, state file {self.state_path}) is still running, "
+                "its starter gone; run `quotaquake stack down` first"
+            )
+        if alive:
             raise UsageError(
                 f"a stack is already up ({old.stack_id}, state file {self.state_path}); "
                 "use it, or run `quotaquake stack down` first"
             )
         self.down(old)  # stale: the harness died; reap strays and leftovers
 
-    def _endpoints(self, ports: _Ports) -> Endpoints:
+    def _endpoints(self, ports: _Ports, *, redis_password: str, pg_password: str) -> Endpoints:
         return Endpoints(
             gateway=_url(ports.lb),
             replicas=[_url(r.port) for r in ports.replicas],
             replica_admin=[_url(r.admin_port) for r in ports.replicas],
             lb_admin=_url(ports.lb_admin),
-            redis=f"redis://127.0.0.1:{ports.redis}/0",
-            postgres=f"postgresql://{PG_USER}@127.0.0.1:{ports.postgres}/postgres",
+            redis=with_password(f"redis://127.0.0.1:{ports.redis}/0", "", redis_password),
+            postgres=with_password(f"postgresql://127.0.0.1:{ports.postgres}/postgres", PG_USER, pg_password),
             prometheus=_url(ports.prometheus),
             stub_api=_url(ports.stub),
             limiters=[_url(r.limiter_port) for r in ports.replicas],
@@ -243,7 +360,10 @@ class LocalProvider:
 
     def _spawn_all(self, state: StackState, records: list[ServiceRecord]) -> None:
         for record in records:
-            state.services[record.name] = processes.spawn(record, state.stack_id, user=record.run_as)
+            processes.check_interrupt()
+            state.services[record.name] = processes.spawn(
+                record, state.stack_id, user=record.run_as, state_file=state.state_file
+            )
             write_state(state, self.state_path)
 
     def _await(self, state: StackState, names: list[str]) -> None:
@@ -251,7 +371,7 @@ class LocalProvider:
             record = state.services[name]
             if record.ready_url:
                 url = record.ready_url
-                processes.wait_ready(record, lambda url=url: is_ready(url), self.ready_timeout_s)  # type: ignore[misc]
+                processes.wait_ready(record, lambda url=url: _ready_unless_interrupted(url), self.ready_timeout_s)  # type: ignore[misc]
 
     def _await_lb_healthy(self, state: StackState) -> None:
         """Wait until the LB's active health checks see every replica healthy."""
@@ -259,6 +379,7 @@ class LocalProvider:
         lb = state.services["lb"]
 
         def all_healthy() -> bool:
+            processes.check_interrupt()
             text = httpx.get(f"{endpoints.lb_admin}/clusters", timeout=0.5).text
             flags = [line for line in text.splitlines() if line.startswith("replicas::") and "::health_flags::" in line]
             return len(flags) == self.replicas and all(line.endswith("::healthy") for line in flags)
@@ -272,26 +393,20 @@ class LocalProvider:
         return ServiceRecord.model_validate(fields)
 
     def _redis(self, state: StackState, ports: _Ports) -> ServiceRecord:
-        argv = [
-            binary("redis-server"),
-            "--port",
-            str(ports.redis),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ]
-        url = f"redis://127.0.0.1:{ports.redis}/0"
-        return self._record(state, "redis", "redis", argv, url=url, ready_url=url)
+        url = state.require_endpoints().redis
+        assert url is not None
+        password = urlsplit(url).password or ""
+        config = Path(state.work_dir) / "redis.conf"
+        lines = [f"port {ports.redis}", "bind 127.0.0.1", 'save ""', "appendonly no", "daemonize no",
+                 "loglevel warning", "set-proc-title no", f"requirepass {password}"]  # fmt: skip
+        config.touch(mode=0o600)
+        config.write_text("\n".join(lines) + "\n")
+        return self._record(state, "redis", "redis", [binary("redis-server"), str(config)], url=url, ready_url=url)
 
     def _postgres(self, state: StackState, ports: _Ports) -> ServiceRecord:
-        data = _fresh_pg_data(state.stack_id)
+        dsn = state.require_endpoints().postgres
+        assert dsn is not None
+        data = _fresh_pg_data(state.stack_id, state.state_file, urlsplit(dsn).password or "")
         argv = [
             str(PG_BIN / "postgres"),
             "-D",
@@ -311,7 +426,6 @@ class LocalProvider:
             "-c",
             "max_connections=200",
         ]
-        dsn = state.require_endpoints().postgres
         user = "postgres" if os.geteuid() == 0 else None
         return self._record(
             state,
@@ -434,10 +548,6 @@ class LocalProvider:
             "127.0.0.1",
             "--port",
             str(replica.limiter_port),
-            "--redis",
-            str(endpoints.redis),
-            "--postgres",
-            str(endpoints.postgres),
             "--policy",
             str(self.policy_path.resolve()),
             "--name",
@@ -445,6 +555,7 @@ class LocalProvider:
         ]
         if self.defect:
             argv += ["--defect", self.defect]
+        secrets_env = {REDIS_URL_ENV: str(endpoints.redis), POSTGRES_URL_ENV: str(endpoints.postgres)}
         return self._record(
             state,
             name,
@@ -452,25 +563,26 @@ class LocalProvider:
             argv,
             url=_url(replica.limiter_port),
             ready_url=_url(replica.limiter_port, "/ready"),
+            env=secrets_env,  # not argv: /proc/PID/cmdline is readable by every local user, environ is not
         )
 
     # -- down --------------------------------------------------------------------------------------
     def down(self, state: StackState) -> None:
-        """Stop every process of ``state`` (and strays carrying its stack id), remove its files.
+        """Stop every process of ``state`` and of the runs against it, then remove the folders it created.
 
-        The state file is re-read first: a chaos restart since ``up`` wrote the new pid there, and some
-        servers (Redis, Postgres) overwrite their environment with their process title, so only the
-        recorded pid finds them.
+        Order matters: the processes a run started (an experiment whose rollback could restart a service,
+        Locust) die first; then the services (the state file is re-read: a chaos restart since ``up``
+        wrote the new pid there); then a sweep for anything still carrying the stack's marker or running
+        in its folders. Only folders carrying this stack's ownership marker are removed.
         """
-        state = _freshest(state)
         with processes.ignoring_sigint():
+            reaper.stop_run_processes(_freshest(state))
+            state = _freshest(state)
             stop_stack_processes(state)
-            for record in state.services.values():
-                if record.data_dir:
-                    shutil.rmtree(record.data_dir, ignore_errors=True)
-            leftover_pg = Path(tempfile.gettempdir()) / f"quotaquake-pg-{state.stack_id}"
-            shutil.rmtree(leftover_pg, ignore_errors=True)
-            shutil.rmtree(state.work_dir, ignore_errors=True)
+            folders = _owned_folders(state)
+            reaper.sweep(state.stack_id, folders, TEARDOWN_GRACE_S)
+            for folder in folders:
+                ownership.remove_owned(folder, state.stack_id)
             state_file = Path(state.state_file)
             if state_file.exists() and _same_stack(state_file, state.stack_id):
                 state_file.unlink()
@@ -512,6 +624,35 @@ def stop_stack_processes(state: StackState) -> None:
     processes.terminate_pids(sorted(pids), TEARDOWN_GRACE_S)
 
 
+def _ready_unless_interrupted(url: str) -> bool:
+    """Readiness while starting; an interrupt a finalizer swallowed is raised again here."""
+    processes.check_interrupt()
+    return is_ready(url)
+
+
+def _owned_folders(state: StackState) -> list[Path]:
+    """Folders ``state`` says the stack created: its work folder and data folders (removed only if marked)."""
+    folders = [Path(state.work_dir), _pg_data_path(state.stack_id)]
+    folders += [Path(r.data_dir) for r in state.services.values() if r.data_dir]
+    return list(dict.fromkeys(folders))
+
+
+def _unrecorded_stack_message(state_file: Path, live: dict[str, list[int]]) -> str:
+    stacks = ", ".join(f"{stack_id} ({len(pids)} processes)" for stack_id, pids in sorted(live.items()))
+    return (
+        f"{state_file}: missing or unreadable, but stack {stacks} of this state file is still running; "
+        "`quotaquake stack down` stops it"
+    )
+
+
+def gateway_templates(folder: Path) -> Path:
+    """``folder/gateway`` when it has the Envoy templates, else the repository's ``stack/gateway``."""
+    for candidate in (folder / "gateway", BUNDLED_TEMPLATES):
+        if (candidate / "replica.yaml.j2").is_file():
+            return candidate
+    raise StackError("gateway", f"no Envoy templates in {folder / 'gateway'} or {BUNDLED_TEMPLATES}")
+
+
 def _freshest(state: StackState) -> StackState:
     """The state file's version of ``state`` when it still describes the same stack, else ``state``."""
     try:
@@ -522,7 +663,8 @@ def _freshest(state: StackState) -> StackState:
 
 
 def _same_stack(state_file: Path, stack_id: str) -> bool:
+    """True only for a readable state file of ``stack_id``: anything else at that path is not ours to remove."""
     try:
         return read_state(state_file).stack_id == stack_id
     except UsageError:
-        return True
+        return False
