@@ -112,6 +112,65 @@ def trend_rows(
     return [_trend_row(metric, pairs, name, ordered, confidence) for name in aggregations]
 
 
+def sorted_trend_rows(
+    metric: str,
+    tags: Tags | Mapping[str, str],
+    ordered: npt.NDArray[np.float64],
+    aggregations: Sequence[str] = DEFAULT_TREND_AGGREGATIONS,
+    confidence: float = 0.95,
+) -> list[SummaryRow]:
+    """``trend_rows`` of samples already sorted ascending and free of NaN (no copy, no sort)."""
+    pairs = _checked_tags(metric, tags)
+    return [_trend_row(metric, pairs, name, ordered, confidence) for name in aggregations]
+
+
+def histogram_rows(
+    metric: str,
+    tags: Tags | Mapping[str, str],
+    buckets: Mapping[float, float],
+    aggregations: Sequence[str],
+    confidence: float = 0.95,
+    estimates: Mapping[str, float] | None = None,
+) -> list[SummaryRow]:
+    """Rows of a trend known only as a cumulative histogram: ``buckets`` maps each upper edge (in the metric's
+    unit, ``inf`` for the last) to the samples at most that large. ``med``/``p(N)`` values come from
+    ``estimates`` when given (e.g. Prometheus' ``histogram_quantile``), else by linear interpolation within
+    the bucket; the bounds are the bucket edges that bound the order statistics of ``stats`` (``high``: the
+    smallest edge with at least the upper rank's count under it; ``low``: the largest edge with fewer than
+    the lower rank's count, 0 when none). Other aggregations have no row. No samples: no rows."""
+    pairs = _checked_tags(metric, tags)
+    edges = sorted((float(edge), float(count)) for edge, count in buckets.items())
+    n = round(edges[-1][1]) if edges else 0
+    if n <= 0:
+        return []
+    rows = []
+    for name in aggregations:
+        q = _percentile_of(name)
+        if q is None or not 0.0 < q < 100.0:
+            continue
+        lower, upper = stats.order_statistic_ranks(n, q, confidence)
+        high = next((edge for edge, count in edges if count >= upper), math.inf) if upper is not None else math.inf
+        low = max((edge for edge, count in edges if count < lower), default=0.0) if lower is not None else 0.0
+        value = (estimates or {}).get(name, _interpolated(edges, q / 100.0 * n))
+        rows.append(SummaryRow(metric, pairs, name, float(value), n, low, high, confidence))
+    return rows
+
+
+def _interpolated(edges: list[tuple[float, float]], rank: float) -> float:
+    """The value at ``rank`` interpolated linearly within its bucket (as Prometheus' ``histogram_quantile``);
+    the lower finite edge when the rank falls in the ``inf`` bucket."""
+    previous_edge, previous_count = 0.0, 0.0
+    for edge, count in edges:
+        if count >= rank:
+            if not math.isfinite(edge):
+                return previous_edge
+            if count == previous_count:
+                return edge
+            return previous_edge + (edge - previous_edge) * (rank - previous_count) / (count - previous_count)
+        previous_edge, previous_count = edge, count
+    return previous_edge
+
+
 def _trend_row(metric: str, tags: Tags, name: str, ordered: npt.NDArray[np.float64], confidence: float) -> SummaryRow:
     n = len(ordered)
     q = _percentile_of(name)
