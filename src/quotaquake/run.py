@@ -260,8 +260,11 @@ def verify_and_report(
     *,
     journal: Path | None = None,
     state_path: Path | None = None,
+    baseline: Path | None = None,
+    commit: str | None = None,
 ) -> int:
-    """Check a run folder, render index.html + junit.xml, print the verdicts; return the exit code."""
+    """Check a run folder, render index.html + junit.xml, print the verdicts; return the exit code. With
+    ``baseline``, append the run's summary (and identity: ``commit``, machine, stack) to that store."""
     from quotaquake.report import render_report
     from quotaquake.verify.engine import verify_run
 
@@ -276,6 +279,12 @@ def verify_and_report(
     report = render_report(folder, outcome)
     print_verdicts(outcome, console)
     console.print(f"report: {report}")
+    if baseline is not None:
+        from quotaquake.gate.identity import append_run
+
+        statuses = {v.check: str(v.status) for v in outcome.verdicts}
+        stored = append_run(folder, baseline, statuses, str(outcome.status), commit)
+        console.print(f"baseline: {stored}")
     return int(outcome.exit_code)
 
 

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from quotaquake import stats
+from quotaquake.errors import ConfigError
 from quotaquake.gate.expressions import (
     METRICS,
     Tags,
@@ -279,8 +280,13 @@ def write_summary(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_summary(path: Path) -> pd.DataFrame:
-    """Read a summary written by ``write_summary`` (schema-checked)."""
-    return conform(pd.read_parquet(path, engine="pyarrow"))
+    """Read a summary written by ``write_summary`` (schema-checked); a missing, corrupt or foreign file is a
+    one-line ``ConfigError`` naming it."""
+    try:
+        return conform(pd.read_parquet(path, engine="pyarrow"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(path, None, f"not a readable quotaquake summary: {reason}") from None
 
 
 # --- evaluation -----------------------------------------------------------------------------------------

@@ -165,7 +165,7 @@ class DegradationLimits(_Section):
     when_no_faults: Literal["unknown", "pass"] = "unknown"
 
 
-DEFAULT_REQUIRED_KEYS: tuple[str, ...] = (
+DEFAULT_GATED_KEYS: tuple[str, ...] = (
     "http_req_duration: med",
     "http_req_duration: p(95)",
     "http_req_failed: rate",
@@ -184,16 +184,19 @@ class GateSection(_Section):
     ``baseline_runs`` comparable runs before them (None: all). A change is a regression when a one-sided
     Mann–Whitney test over the per-run values finds it at ``alpha`` (Benjamini–Hochberg across the keys
     compared) and it exceeds ``min_effect`` (a fraction of the baseline; per metric in
-    ``min_effect_by_metric``). ``require``: the keys (``metric{tags}: aggregation``) that must be proven
-    unchanged or better for the gate to pass; every other key can still fail it with a proven regression.
-    A required key the current run does not have (no experiment, no Prometheus) is left out."""
+    ``min_effect_by_metric``). ``keys``: the summary keys (``metric{tags}: aggregation``) the gate judges: a
+    regression fails it, an undecided key makes it unknown, and a pass needs each proven unchanged or
+    better; every other key is compared and shown, never judged (so many per-key tests find changes by
+    chance). A key the current run does not have (no experiment, no Prometheus) is left out. ``fdr``:
+    adjust the keys' p-values across them (Benjamini–Hochberg), which a long list of keys needs."""
 
     current_runs: Annotated[int, Field(ge=1)] = 1
     baseline_runs: Annotated[int, Field(ge=1)] | None = None
     alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     min_effect: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.10
     min_effect_by_metric: dict[str, Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=dict)
-    require: tuple[str, ...] = DEFAULT_REQUIRED_KEYS
+    keys: tuple[str, ...] = DEFAULT_GATED_KEYS
+    fdr: bool = False
 
     @field_validator("min_effect_by_metric")
     @classmethod
@@ -203,7 +206,7 @@ class GateSection(_Section):
             raise ValueError(f"unknown metric {unknown[0]!r} (known: {', '.join(sorted(METRICS))})")
         return value
 
-    @field_validator("require")
+    @field_validator("keys")
     @classmethod
     def _parsable_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for text in value:
