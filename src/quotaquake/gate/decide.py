@@ -262,6 +262,11 @@ def _too_few(window: Window, policy: GatePolicy) -> str | None:
     )
 
 
+def matched_text(window: Window) -> str:
+    """The identity the window's runs share, as ``scenario=..., rate=200, ...``."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in window.matched.items())
+
+
 def label(comparison: Comparison) -> str:
     """``submetric: aggregation``, e.g. ``http_req_duration{tier:pro}: p(95)``."""
     return f"{submetric_name(comparison.metric, comparison.tags)}: {comparison.aggregation}"

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from quotaquake.gate.compare import MARKDOWN_HEADER, Comparison, fit_markdown, markdown_row
-from quotaquake.gate.decide import GateResult, label, percent
+from quotaquake.gate.decide import GateResult, label, matched_text, percent
 from quotaquake.verify.verdict import Outcome, Status, Verdict, jsonable
 
 ICON: dict[str, str] = {"pass": "✅", "fail": "❌", "unknown": "❔"}
@@ -65,7 +65,7 @@ def markdown(result: GateResult, trend_link: str | None = None) -> str:
 
 def _window_line(result: GateResult) -> str:
     window = result.window
-    matched = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in window.matched.items())
+    matched = matched_text(window)
     text = (
         f"Current run(s) {', '.join(f'`{r}`' for r in window.current)} against {len(window.baseline)} baseline "
         f"run(s) with {matched}."

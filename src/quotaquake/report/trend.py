@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from quotaquake.gate.compare import Comparison
-from quotaquake.gate.decide import GateResult, label, percent
+from quotaquake.gate.decide import GateResult, label, matched_text, percent
 from quotaquake.gate.expressions import METRICS, tags_key
 from quotaquake.report.charts import Chart, spec_for_script
 from quotaquake.report.masking import mask_secrets
