@@ -124,9 +124,7 @@ def render_trend(store: pd.DataFrame, result: GateResult) -> str:
         charts=charts,
         chart_specs={c.key: Markup(mask_secrets(spec_for_script(c.spec))) for c in charts},
         plotly_js=Markup(plotly.offline.get_plotlyjs()) if charts else "",
-        matched=", ".join(
-            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.window.matched.items()
-        ),
+        matched=matched_text(result.window),
     )
 
 
