@@ -100,6 +100,7 @@ def stack_policy(state: StackState, request: RunRequest) -> Policy:
 
 def record_run(request: RunRequest, console: Console) -> RunFolder:
     """Validate, run the load (and chaos) against a stack and write the run folder; returns it."""
+    from quotaquake.gate.abort import aborting
     from quotaquake.load.host import sampling_host
     from quotaquake.load.runner import choose_processes
     from quotaquake.load.safety import check_target
@@ -125,9 +126,11 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         )
         info = run_info(context)
         folder.write_info(info)
-        with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
+        # host.jsonl: the machine while the load runs; abortOnFail thresholds judged meanwhile (gate.abort)
+        with sampling_host(folder, context.state_path), aborting(context) as aborter:
             exit_code = drive_load(context)
-        info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code})
+        aborted = None if aborter is None else aborter.record
+        info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code, "aborted": aborted})
         folder.write_info(info)
         snapshot_server_side(context, info)
     return folder

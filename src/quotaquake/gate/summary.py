@@ -391,7 +391,7 @@ def _needed_percentile_at_least(limit: float, row: SummaryRow, q: float) -> int 
 def _reason(threshold: Threshold, row: SummaryRow, status: stats.Status, needed: int | None) -> str:
     measured = f"{threshold.aggregation}={_fmt(row.value)}"
     if row.low != row.high:
-        measured += f" (bounds {_fmt(row.low)}..{_fmt(row.high)}, {row.confidence:.0%} one-sided)"
+        measured += f" (bounds {_fmt(row.low)}..{_fmt(row.high)}, {100 * row.confidence:.4g}% one-sided)"
     text = f"{measured} vs {threshold.operator}{format_number(threshold.value)}, n={row.n}"
     if status != "unknown":
         return f"{text}: {'proven' if status == 'pass' else 'violated'}"
