@@ -57,10 +57,9 @@ def markdown(result: GateResult, trend_link: str | None = None) -> str:
         "#### Gated keys",
         "",
         MARKDOWN_HEADER,
-        *[markdown_row(c) for c in result.gated],
-        "",
     ]
-    return fit_markdown("\n".join(head) + "\n", _rest(result, trend_link))
+    rows = [*(markdown_row(c) for c in result.gated), "", *_rest(result, trend_link)]
+    return fit_markdown("\n".join(head) + "\n", rows)
 
 
 def _window_line(result: GateResult) -> str:

@@ -84,10 +84,19 @@ class LiveJudge:
         return added
 
     def judge(self, elapsed_s: float, snapshot: PrometheusSnapshot | None = None) -> list[ThresholdResult]:
-        """Each threshold whose ``delayAbortEval`` has passed, judged on the rows so far."""
-        due = [t for t in self.thresholds if elapsed_s >= (t.delay_abort_s or 0.0)]
-        rows = self._rows(due, elapsed_s, snapshot)
-        return evaluate(due, summary_frame(rows)) if due else []
+        """Each threshold whose ``delayAbortEval`` has passed and that the rows so far can decide, judged on
+        them (each on its own: a count judged for "too many" says nothing yet of "too few")."""
+        history = pa.concat_tables(self.tables) if self.tables else None
+        results: list[ThresholdResult] = []
+        for threshold in self.thresholds:
+            if elapsed_s < (threshold.delay_abort_s or 0.0) or not _decidable_now(threshold):
+                continue
+            if threshold.metric == "qq_limiter_decision_ms":
+                rows = self._limiter_rows(threshold, snapshot)
+            else:
+                rows = self._history_rows(threshold, history) if history is not None and history.num_rows else []
+            results += evaluate([threshold], summary_frame(rows))
+        return results
 
     def first_violation(
         self, elapsed_s: float, snapshot: PrometheusSnapshot | None = None
@@ -108,23 +117,6 @@ class LiveJudge:
                 )
                 return result, record
         return None
-
-    def _rows(
-        self, due: Sequence[Threshold], elapsed_s: float, snapshot: PrometheusSnapshot | None
-    ) -> list[SummaryRow]:
-        history = pa.concat_tables(self.tables) if self.tables else None
-        rows: list[SummaryRow] = []
-        done: set[tuple[str, tuple[tuple[str, str], ...], str]] = set()
-        for threshold in due:
-            key = (threshold.metric, threshold.tags, threshold.aggregation)
-            if key in done:
-                continue
-            done.add(key)
-            if threshold.metric == "qq_limiter_decision_ms":
-                rows += self._limiter_rows(threshold, snapshot)
-            elif history is not None and history.num_rows:
-                rows += self._history_rows(threshold, history)
-        return rows
 
     def _limiter_rows(self, threshold: Threshold, snapshot: PrometheusSnapshot | None) -> list[SummaryRow]:
         if snapshot is None or not snapshot.decision_buckets:
@@ -153,9 +145,17 @@ class LiveJudge:
             return rate_rows(metric, tags, int(error_mask(status).sum()), len(status), confidence)
         if metric == "qq_rejected_ratio":
             return rate_rows(metric, tags, int((status == 429).sum()), len(status), confidence)
-        if metric == "http_reqs" and threshold.aggregation == "count" and threshold.operator in ("<", "<="):
-            return counter_rows(metric, tags, len(status), len(status))  # only grows: "too many" is final
+        if metric == "http_reqs":
+            return counter_rows(metric, tags, len(status), len(status))
         return []
+
+
+def _decidable_now(threshold: Threshold) -> bool:
+    """Whether rows so far can prove the threshold broken: a count only grows, so only "too many" can
+    (``<``, ``<=``); a counter's rate is known only at the end."""
+    if threshold.metric != "http_reqs":
+        return True
+    return threshold.aggregation == "count" and threshold.operator in ("<", "<=")
 
 
 def _filtered(history: pa.Table, threshold: Threshold) -> pa.Table:
