@@ -57,7 +57,12 @@ def test_a_proven_violation_is_found_at_the_stricter_level(tmp_path: Path) -> No
     assert found is not None
     result, record = found
     assert result.status == "fail" and record.threshold == "http_req_duration{tier:pro}: p(95)<10"
-    assert record.n == 110 and record.low == 50.0 and record.after_s == 6.0 and record.confidence == pytest.approx(1 - 0.05 / 30)
+    assert (
+        record.n == 110
+        and record.low == 50.0
+        and record.after_s == 6.0
+        and record.confidence == pytest.approx(1 - 0.05 / 30)
+    )
 
 
 def test_nothing_is_judged_before_delay_abort_eval(tmp_path: Path) -> None:
