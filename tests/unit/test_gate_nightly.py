@@ -31,12 +31,15 @@ def p95(value: float, tags: tuple[tuple[str, str], ...] = ()) -> SummaryRow:
     return SummaryRow("http_req_duration", tags, "p(95)", value, 1000, value * 0.95, value * 1.05, 0.95)
 
 
-def night_rows(latency: float, other_cpu: float = 0.3, compare_pro: float | None = None) -> pd.DataFrame:
+def night_rows(
+    latency: float, other_cpu: float = 0.3, compare_pro: float | None = None, pressure: float = 0.5
+) -> pd.DataFrame:
     rows = [p95(latency), p95(compare_pro or latency, (("endpoint", "/compare"), ("tier", "pro")))]
     rows += counter_rows("qq_over_admitted_cost", {}, 0, 1000)
     rows += counter_rows("http_reqs", {}, 6000, 6000, 60.0)
     rows += rate_rows("http_req_failed", {}, 0, 6000)
     rows += gauge_rows("qq_host_other_cpu", {}, other_cpu)
+    rows += gauge_rows("qq_host_cpu_pressure", {}, pressure)
     return summary_frame(rows)
 
 
@@ -120,8 +123,23 @@ def test_a_busier_machine_makes_a_slower_timing_unknown_not_regressed(tmp_path: 
     result = judge(load(tmp_path), POLICY)
     assert result.status == "unknown" and not result.regressions
     (latency,) = [c for c in result.gated if c.metric == "http_req_duration"]
-    assert "busier than on every baseline run" in latency.reason
-    assert [c.metric for c in result.environment] == ["qq_host_other_cpu"]
+    assert "busier than on the baseline runs" in latency.reason
+    assert [c.metric for c in result.environment] == ["qq_host_cpu_pressure", "qq_host_other_cpu"]
+
+
+def test_cpu_pressure_excuses_only_when_significantly_higher(tmp_path: Path) -> None:
+    pressures = [0.82, 0.88, 0.81, 0.76, 0.77, 0.56, 0.85, 0.69]  # measured on the shared 2-core machine
+    for store, current in ((tmp_path / "mixed", (0.97, 0.80)), (tmp_path / "busier", (0.93, 0.94))):
+        for night, (latency, pressure) in enumerate(zip(NOISY, pressures, strict=True)):
+            add_night(store, night, latency, other_cpu=1.7, pressure=pressure)
+        add_night(store, 8, 160.0, other_cpu=1.7, pressure=current[0])
+        add_night(store, 9, 170.0, other_cpu=1.7, pressure=current[1])
+    mixed = judge(load(tmp_path / "mixed"), POLICY)  # one night the busiest, the other in the middle
+    assert mixed.status == "fail" and [c.metric for c in mixed.regressions] == ["http_req_duration"]
+    busier = judge(load(tmp_path / "busier"), POLICY)  # both busier than every night before: p = 1/45
+    assert busier.status == "unknown" and not busier.regressions
+    (latency,) = [c for c in busier.gated if c.metric == "http_req_duration"]
+    assert "p = 0.0222" in latency.reason
 
 
 def test_a_failed_verdict_of_the_night_fails_whatever_the_baseline(tmp_path: Path) -> None:

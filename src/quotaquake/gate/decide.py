@@ -6,9 +6,10 @@
 2. **Per key** (``compare.compare_runs``): regressed / improved / unchanged / unknown with the ratio and its
    bounds, for every (metric, tags, aggregation) the current runs have, except ``min``/``max`` (one
    request each: noise, not a statistic) and the machine's own metrics.
-3. **Noise of the machine**: a timing metric (ms, s) that regressed while the current run(s) saw more load
-   from other processes (``qq_host_other_cpu``) than every baseline run is unknown, not regressed: a busier
-   machine slows every timing down, a slower system does not need one.
+3. **Noise of the machine**: a timing metric (ms, s) that regressed while the current run(s) ran on a
+   significantly busier machine (CPU pressure, or other processes' CPU: the same one-sided test as a
+   regression) is unknown, not regressed: a busier machine slows every timing down, a slower system does
+   not need one (the limiter's ``slow`` defect waits without using a CPU).
 4. **The verdict**: the keys of ``gate.keys`` decide (a regression fails, an unknown key makes the gate
    unknown; a key the current run does not have, e.g. recovery without an experiment, is left out); every
    other key is compared and shown ("watched") but decides nothing, since hundreds of per-key tests would
@@ -34,7 +35,7 @@ from quotaquake.gate.expressions import METRICS, Tags, parse_summary_key, submet
 
 Status = str  # pass, fail, unknown
 Key = tuple[str, Tags, str]
-NOISE_METRIC = "qq_host_other_cpu"
+NOISE_METRICS: tuple[str, ...] = ("qq_host_cpu_pressure", "qq_host_other_cpu")
 NOT_COMPARED_AGGREGATIONS: frozenset[str] = frozenset({"min", "max"})
 _RANK = {"pass": 0, "unknown": 1, "fail": 2}
 
@@ -160,7 +161,7 @@ def judge(store: pd.DataFrame, policy: GatePolicy) -> GateResult:
     gated_mask = _in(system, {(m, tags_key(t), a) for m, t, a in policy.keys})
     gated = _compared(system[gated_mask], window, compare)
     watched = _compared(system[~gated_mask], window, replace(compare, fdr=False))
-    noise = busier_machine(store, window)
+    noise = busier_machine(store, window, policy.alpha)
     if noise is not None:
         gated = [_excused(c, noise) for c in gated]
         watched = [_excused(c, noise) for c in watched]
@@ -184,18 +185,25 @@ def _compared(frame: pd.DataFrame, window: Window, policy: ComparePolicy) -> lis
     return compare_runs(baseline, frame[frame["run_id"].isin(window.current)], policy)
 
 
-def busier_machine(store: pd.DataFrame, window: Window) -> str | None:
-    """Why the current run(s) saw a busier machine than every baseline run (other processes' CPU above the
-    baseline's most), or ``None`` (not busier, or not measured on both sides)."""
-    rows = store[(store["metric"] == NOISE_METRIC) & (store["aggregation"] == "value")]
-    base = rows[rows["run_id"].isin(window.baseline)]["value"].dropna()
-    curr = rows[rows["run_id"].isin(window.current)]["value"].dropna()
-    if base.empty or curr.empty or float(curr.max()) <= float(base.max()):
-        return None
-    return (
-        f"the machine was busier than on every baseline run (other processes used {float(curr.max()):.2f} cores, "
-        f"at most {float(base.max()):.2f} before): a slower timing cannot be told from it; run again"
-    )
+def busier_machine(store: pd.DataFrame, window: Window, alpha: float = 0.05) -> str | None:
+    """Why the current run(s) ran on a significantly busier machine than the baseline runs, or ``None``:
+    the same one-sided Mann–Whitney test at ``alpha`` as a regression, on each ``NOISE_METRICS`` value the
+    runs have on both sides (CPU pressure keeps growing when the cores are full, other processes' CPU
+    cannot)."""
+    for metric in NOISE_METRICS:
+        rows = store[(store["metric"] == metric) & (store["aggregation"] == "value")]
+        base = rows[rows["run_id"].isin(window.baseline)]["value"].dropna().to_numpy(dtype=float)
+        curr = rows[rows["run_id"].isin(window.current)]["value"].dropna().to_numpy(dtype=float)
+        if len(base) == 0 or len(curr) == 0 or stats.mann_whitney_min_p(len(curr), len(base)) >= alpha:
+            continue
+        p = stats.mann_whitney(curr, base, "greater").p_value
+        if p < alpha:
+            return (
+                f"the machine was busier than on the baseline runs ({METRICS[metric].description}: "
+                f"{', '.join(f'{v:.3g}' for v in curr)} vs {base.min():.3g}..{base.max():.3g} before; one-sided "
+                f"Mann–Whitney p = {p:.3g}): a slower timing cannot be told from it; run again"
+            )
+    return None
 
 
 def _excused(comparison: Comparison, noise: str) -> Comparison:
