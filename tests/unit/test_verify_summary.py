@@ -205,3 +205,50 @@ def test_verify_writes_the_summary_and_one_verdict_per_threshold(tmp_path: Path)
     written = json.loads(RunFolder(tmp_path / "run").verdicts_file.read_text())
     assert sum(v["check"].startswith("threshold ") for v in written["verdicts"]) == 3
     assert np.isfinite(summary["value"]).any()
+
+
+EVERY_METRIC = """\
+thresholds:
+  http_req_duration{endpoint:/identify,tier:pro,phase:before}: ["p(95)<50"]
+  qq_req_duration_intended{tier:pro}: ["p(99)<100"]
+  qq_generator_lag_ms{endpoint:/compare}: ["p(99)<10"]
+  http_req_failed{phase:during,fault:kill redis}: ["rate<0.5"]
+  http_reqs{tier:free}: ["count>10", "rate>0.1"]
+  qq_rejected_ratio{tier:free,phase:after}: ["rate<0.9"]
+  qq_over_admitted_cost{tier:pro}: ["count<=0"]
+  qq_false_rejections{tier:free}: ["count<=0"]
+  qq_limiter_decision_ms: ["p(99)<2"]
+  qq_recovery_s{fault:kill redis}: ["value<10"]
+  qq_fault_availability{fault:kill redis}: ["rate>0.5"]
+  qq_host_other_cpu: ["value<2"]
+  qq_host_cpu_pressure: ["value<1"]
+  iterations_dropped: ["count<=0"]
+"""
+
+
+def test_every_metric_can_be_thresholded_with_tags(tmp_path: Path) -> None:
+    from quotaquake.runfolder.models import HostSample
+
+    spec = SyntheticRun(POLICY, mixed_consumers(POLICY), duration_s=20.0, redis_fault=(8.0, 12.0))
+    folder = RunFolder(tmp_path / "run")
+    write_run(folder.path, spec)
+    snapshot = folder.read_prometheus()
+    assert snapshot is not None
+    buckets = {"0.001": 900.0, "0.002": 995.0, "0.005": 1000.0, "+Inf": 1000.0}
+    folder.write_prometheus(snapshot.model_copy(update={"decision_buckets": buckets, "decision_count": 1000.0}))
+    for second in range(1, 21):
+        folder.append_host_sample(
+            HostSample(t=START_S + second, interval_s=1.0, cores=2, cpu_busy=[0.6, 0.5], psi_some=0.2,
+                       generator_cpu=0.2, stack_cpu=0.5, stack_processes=9, wake_delay_counts=[90, 10] + [0] * 11)
+        )  # fmt: skip
+    outcome = verify_run(folder.path, write_thresholds(tmp_path, EVERY_METRIC))
+    judged = {v.check: v for v in outcome.verdicts if v.check.startswith("threshold ")}
+    assert len(judged) == 15
+    for check, verdict in judged.items():
+        assert "no summary row" not in verdict.summary, check
+        if check.startswith("threshold iterations_dropped"):
+            assert verdict.status == "not-applicable"  # Locust sends late, it drops nothing
+        else:
+            assert verdict.status in ("pass", "fail", "unknown") and verdict.evidence["n"], check
+    assert judged["threshold qq_host_other_cpu: value<2"].status == "pass"  # 1.1 x 2 cores - 0.5 - 0.2 = 0.4
+    assert judged["threshold qq_recovery_s{fault:kill redis}: value<10"].status == "pass"
