@@ -70,4 +70,8 @@ def append_run(
     if not folder.summary_file.is_file():
         raise ConfigError(folder.summary_file, None, "no summary: verify the run first (`quotaquake verify`)")
     summary = read_summary(folder.summary_file)
-    return append(store, summary, run_identity(folder.read_info(), statuses, status, commit))
+    identity = run_identity(folder.read_info(), statuses, status, commit)
+    try:
+        return append(store, summary, identity)
+    except ValueError as exc:  # a run id that is no safe file name
+        raise ConfigError(folder.run_file, "run_id", str(exc)) from None
