@@ -1,8 +1,11 @@
 """Monthly quota exhaustion: chosen consumers start with their monthly counter near the limit.
 
 Before the first request the master seeds each chosen consumer's monthly usage to
-``per_month - --qq-month-headroom`` cost units (``quotaquake.load.month.seed_month_quota``) and records the
-seeds in ``run.json`` (``monthly_seeds``); the run then pushes them over the monthly limit.
+``per_month - --qq-month-headroom`` (``quotaquake.load.month.seed_month_quota``) in the counter the target
+reads: the embedded limiter's month key, or Kong's own ``ratelimit:...:<consumer id>:<month start>:month``
+key for a Kong target (whole requests). The seeds are recorded in ``engine.json`` (``monthly_seeds``), so
+verification starts the month at exactly the seed; the run then pushes the consumers over the monthly
+limit. An external target's Redis is not reachable from here: it cannot be seeded.
 
     locust -f scenarios/quota-month.py --headless --run-time 20s
 """

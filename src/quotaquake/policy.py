@@ -21,8 +21,10 @@ from quotaquake.config import load_model
 DEFAULT_POLICY_PATH = Path("stack/policy.yaml")
 ANONYMOUS_TIER = "anonymous"
 
-QuotaModel = Literal["token-bucket", "fixed-window"]
-"""How the target implements the policy: the embedded limiter's token bucket, or Kong's fixed windows."""
+QuotaModel = Literal["token-bucket", "fixed-window", "kong"]
+"""How the target implements the policy: the embedded limiter's token bucket; ``kong``: Kong 3.9's
+rate-limiting plugin as its ``KongSpec`` declares (``quotaquake.kongspec``); ``fixed-window``: a generic
+fixed UTC window per minute and month (run folders recorded before the Kong model existed)."""
 
 PositiveRate = Annotated[float, Field(gt=0)]
 

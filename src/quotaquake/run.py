@@ -24,7 +24,7 @@ from quotaquake.context import RunContext, RunRequest, validate_request
 from quotaquake.errors import UsageError
 from quotaquake.policy import Policy, load_policy
 from quotaquake.runfolder import RunFolder
-from quotaquake.runfolder.models import RunInfo
+from quotaquake.runfolder.models import PrometheusSnapshot, RunInfo
 from quotaquake.stack import processes
 from quotaquake.stack.provider import ProviderOptions
 from quotaquake.stack.registry import provider_named
@@ -126,6 +126,7 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         )
         info = run_info(context)
         folder.write_info(info)
+        info = established_initial_state(context, info)
         # host.jsonl: the machine while the load runs; abortOnFail thresholds judged meanwhile (gate.abort)
         with sampling_host(folder, context.state_path), aborting(context) as aborter:
             exit_code = drive_load(context)
@@ -150,10 +151,22 @@ def run_info(context: RunContext) -> RunInfo:
         replicas=state.replicas,
         defect=state.defect,
         model=state.model,
+        kong=state.kong,
         policy=context.policy,
         command=["quotaquake", *sys.argv[1:]],
         locust_processes=context.processes,
     )
+
+
+def established_initial_state(context: RunContext, info: RunInfo) -> RunInfo:
+    """Reset the run's consumers' quota state where the provider can, and record it in ``run.json``."""
+    from quotaquake.load.initial_state import reset_initial_state
+
+    established = reset_initial_state(context.state)
+    context.console.print(established.notes[0])
+    info = established.apply(info)
+    context.folder.write_info(info)
+    return info
 
 
 def drive_load(context: RunContext) -> int:
@@ -198,7 +211,7 @@ def finish_chaos(chaos: ChaosRun, context: RunContext) -> None:
 
     code = chaos.wait(CHAOS_GRACE_S)
     journal = context.folder.journal_file
-    windows = fault_windows(journal, context.policy) if chaos.started() and journal.exists() else []
+    windows = fault_windows(journal, context.policy, context.state.kong) if chaos.started() and journal.exists() else []
     context.folder.write_faults(windows)
     verdict = {0: "steady state held", 1: "deviated or failed"}.get(code, "did not run")
     context.console.print(f"chaos: experiment {verdict} (exit {code}); {len(windows)} fault window(s)")
@@ -206,14 +219,20 @@ def finish_chaos(chaos: ChaosRun, context: RunContext) -> None:
 
 def snapshot_server_side(context: RunContext, info: RunInfo) -> None:
     """Let Prometheus scrape the last counters, then store what it saw over the run window."""
-    from quotaquake.prometheus import snapshot_prometheus
-
     prometheus = context.state.require_endpoints().prometheus
     if prometheus is None:
         return
     time.sleep(SCRAPE_SETTLE_S)
-    snapshot = snapshot_prometheus(prometheus, info.started_at.timestamp(), time.time())
+    snapshot = server_snapshot(info.model, prometheus, info.started_at.timestamp(), time.time())
     context.folder.write_prometheus(snapshot)
+
+
+def server_snapshot(model: str, url: str, start: float, end: float) -> PrometheusSnapshot:
+    """The target's own series: Kong's prometheus plugin for a Kong target, else the embedded stack's."""
+    from quotaquake.prometheus import snapshot_prometheus
+    from quotaquake.prometheus_kong import snapshot_kong
+
+    return snapshot_kong(url, start, end) if model == "kong" else snapshot_prometheus(url, start, end)
 
 
 def complete_manual_run(folder: RunFolder, journal: Path | None, state_path: Path | None, console: Console) -> None:
@@ -231,7 +250,7 @@ def link_journal(folder: RunFolder, journal: Path, console: Console) -> None:
     from quotaquake.chaos.journal import fault_windows
 
     info = folder.read_info()
-    windows = fault_windows(journal, info.policy)
+    windows = fault_windows(journal, info.policy, info.kong)
     if journal.resolve() != folder.journal_file.resolve():
         folder.chaos_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(journal, folder.journal_file)
@@ -244,15 +263,13 @@ def link_journal(folder: RunFolder, journal: Path, console: Console) -> None:
 
 def snapshot_after_the_fact(folder: RunFolder, state: StackState, console: Console) -> None:
     """The Prometheus snapshot over the run's window, when the state file names the stack the run used."""
-    from quotaquake.prometheus import snapshot_prometheus
-
     info = folder.read_info()
     url = state.endpoints.prometheus if state.endpoints else None
     if url is None or info.stack_id != state.stack_id:
         return  # another stack (or none with a Prometheus): its counters say nothing of this run
     # the counters of the run's last second reach Prometheus with the next scrape (1 s)
     end = min(time.time(), info.ended_at.timestamp() + SCRAPE_SETTLE_S) if info.ended_at else time.time()
-    folder.write_prometheus(snapshot_prometheus(url, info.started_at.timestamp(), end))
+    folder.write_prometheus(server_snapshot(info.model, url, info.started_at.timestamp(), end))
     console.print(f"prometheus: snapshot of {url} over the run's window")
 
 

@@ -7,6 +7,7 @@ do not leak into other tests.
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from collections.abc import Callable
@@ -84,6 +85,14 @@ def test_tiered_records_every_request_at_the_target_rate(
     assert limited["retry_after"].notna().all() and limited["rl_limit"].notna().all()
     assert set(history["replica"].dropna()) == {"gateway-1", "gateway-2", "gateway-3"}
     assert totals.failures == 0
+
+    # Locust's own tables show 429 and 401 as statistics of their own, still not failures (exit code 0)
+    with (run_dir / "locust_stats.csv").open(newline="") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    named = {name for name in rows if name.endswith("]")}
+    assert any(name.endswith("[429 over quota]") for name in named)
+    assert any(name.endswith("[401 unknown key]") for name in named)
+    assert all(rows[name]["Failure Count"] == "0" for name in named)
 
 
 @pytest.mark.integration

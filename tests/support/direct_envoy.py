@@ -1,7 +1,8 @@
 """A throwaway Envoy that answers every path itself (direct response), for load-generator benchmarks and tests.
 
 Stands in for the stack's gateway when only the generator is measured: every response carries the
-rate-limit headers and ``x-quotaquake-replica`` so the recorder's header parsing is exercised too.
+rate-limit headers and ``x-quotaquake-replica`` so the recorder's header parsing is exercised too. Paths
+under ``/slow/`` are answered after ``slow_ms`` milliseconds (Envoy's fault filter): a slow system.
 ``DirectEnvoy`` writes a matching stack state file, so scenarios run against it unchanged.
 """
 
@@ -45,9 +46,18 @@ static_resources:
               - header: {{key: x-ratelimit-remaining, value: "42"}}
               - header: {{key: x-ratelimit-reset, value: "12"}}
               routes:
+              - match: {{prefix: "/slow/"}}
+                direct_response: {{status: 200, body: {{inline_string: "ok"}}}}
+                typed_per_filter_config:
+                  envoy.filters.http.fault:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+                    delay: {{fixed_delay: {slow_s}s, percentage: {{numerator: 100, denominator: HUNDRED}}}}
               - match: {{prefix: "/"}}
                 direct_response: {{status: 200, body: {{inline_string: "ok"}}}}
           http_filters:
+          - name: envoy.filters.http.fault
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -83,9 +93,10 @@ def fake_state(url: str, work_dir: Path, state_path: Path) -> StackState:
 class DirectEnvoy:
     """Context manager: starts Envoy (``concurrency`` worker threads), writes ``<work_dir>/stack.json``."""
 
-    def __init__(self, work_dir: Path, concurrency: int = 1) -> None:
+    def __init__(self, work_dir: Path, concurrency: int = 1, slow_ms: int = 200) -> None:
         self.work_dir = work_dir
         self.concurrency = concurrency
+        self.slow_ms = slow_ms
         self.port = free_port()
         self.admin_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -94,10 +105,19 @@ class DirectEnvoy:
         self.state_path = work_dir / "stack.json"
         self.process: subprocess.Popen[bytes] | None = None
 
+    def served(self) -> int:
+        """Requests Envoy has answered so far (its ``downstream_rq_total`` counter)."""
+        url = f"{self.admin_url}/stats?filter=^{self.request_counter}$"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        return int(text.split(":", 1)[1])
+
     def __enter__(self) -> DirectEnvoy:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         config = self.work_dir / "envoy.yaml"
-        config.write_text(CONFIG.format(admin=self.admin_port, port=self.port), encoding="utf-8")
+        config.write_text(
+            CONFIG.format(admin=self.admin_port, port=self.port, slow_s=self.slow_ms / 1000), encoding="utf-8"
+        )
         log = (self.work_dir / "envoy.log").open("wb")
         self.process = subprocess.Popen(
             [

@@ -6,7 +6,14 @@ capacity ``burst_factor x per_minute`` and refill ``per_minute / 60`` per second
 during a Redis fault either per-replica local buckets (fail-open-local, marked degraded) or 503s.
 Defects mirror the embedded limiter's: ``racy`` (read-then-write: a decision within ``RACE_NS`` of the
 previous one reads the stale token count), ``no-retry-after``, ``slow`` (+4 ms, decision p99 5 ms),
-``fail-closed`` (503 while Redis is down although the policy fails open).
+``fail-closed`` (503 while Redis is down although the policy fails open); and one only simulated here:
+``hoarding`` (rejects once fewer than ``cost + capacity / 2`` tokens are left: 429s while it had room).
+
+State the run did not establish: ``start_tokens`` (the fraction of its capacity each bucket holds at its
+first decision) and ``start_month_used`` (cost units already counted this month, per consumer) simulate a
+limiter that served traffic before; the run folder then records ``initial_state=unknown`` (``reset``
+when buckets start full and months fresh, as after ``quotaquake run``'s reset). ``indeterminate`` is the
+fraction of requests whose response is lost (status 0) after the limiter decided them: spent if admitted.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numba import njit
 
+from quotaquake.kongspec import KongSpec
 from quotaquake.policy import Policy, refill_per_second
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.history import SCHEMA
@@ -68,6 +76,17 @@ class SyntheticRun:
     latency_ms: float = 4.0
     seed: int = 0
     monthly_seeds: dict[str, float] = field(default_factory=dict)
+    start_tokens: float = 1.0  # fraction of the capacity each bucket holds at the consumer's first decision
+    start_month_used: dict[str, float] = field(default_factory=dict)  # usage counted before the run
+    indeterminate: float = 0.0  # fraction of responses lost (status 0) after the decision
+    initial_state: str | None = None  # what run.json records; None: reset iff buckets start full, months fresh
+
+    @property
+    def recorded_initial_state(self) -> str:
+        if self.initial_state is not None:
+            return self.initial_state
+        fresh = self.start_tokens >= 1.0 and not any(self.start_month_used.values())
+        return "reset" if fresh else "unknown"
 
 
 def mixed_consumers(policy: Policy, per_tier: int = 2, overload: float = 2.0) -> tuple[SyntheticConsumer, ...]:
@@ -99,6 +118,7 @@ def simulate(spec: SyntheticRun) -> pd.DataFrame:
     params = _consumer_params(spec)
     order = np.lexsort((decided, consumer))
     fault = _fault_ns(spec)
+    start_used = np.asarray([spec.start_month_used.get(c.id, 0.0) for c in spec.consumers], dtype=np.float64)
     out = _decide(
         order,
         consumer,
@@ -111,7 +131,13 @@ def simulate(spec: SyntheticRun) -> pd.DataFrame:
         spec.defect == "racy",
         _fails_closed(spec),
         spec.replicas,
+        spec.start_tokens,
+        start_used,
+        spec.defect == "hoarding",
     )
+    if spec.indeterminate > 0:
+        lost = rng.random(n) < spec.indeterminate
+        out[0][lost & ~out[4]] = 0  # the response is lost after the decision (degraded rows keep theirs)
     return _frame(spec, consumer, intended, sent, latency, endpoint, endpoints, cost, replica, out)
 
 
@@ -168,6 +194,9 @@ def _decide(  # pragma: no cover - compiled by numba
     racy: bool,
     fail_closed: bool,
     replicas: int,
+    start_tokens: float = 1.0,
+    start_used: F64 | None = None,
+    hoarding: bool = False,
 ) -> tuple[npt.NDArray[np.int32], F64, F64, F64, npt.NDArray[np.bool_]]:
     n = len(order)
     status = np.full(n, 200, dtype=np.int32)
@@ -184,7 +213,8 @@ def _decide(  # pragma: no cover - compiled by numba
         c = consumer[i]
         t = decided[i]
         if c != prev_c:
-            prev_c, tokens, last, used = c, capacity[c], t, 0.0
+            prev_c, tokens, last = c, capacity[c] * start_tokens, t
+            used = 0.0 if start_used is None else start_used[c]
             before_prev, prev_t = tokens, -(10**18)
             local[c, :] = capacity[c]
             local_t[c, :] = t
@@ -210,7 +240,8 @@ def _decide(  # pragma: no cover - compiled by numba
         if racy and t - prev_t < RACE_NS:
             seen = min(capacity[c], before_prev + rate[c] * (t - prev_t) / 1e9)
         before_prev, prev_t = tokens, t
-        if seen >= cost[i] and used + cost[i] <= month_room[c]:
+        reserve = capacity[c] / 2 if hoarding and capacity[c] < UNLIMITED else 0.0
+        if seen >= cost[i] + reserve and used + cost[i] <= month_room[c]:
             tokens = seen - cost[i]
             used += cost[i]
         else:
@@ -321,6 +352,8 @@ def write_run(run_dir: Path, spec: SyntheticRun, frame: pd.DataFrame | None = No
     info = RunInfo(
         run_id=run_dir.name,
         scenario="synthetic",
+        initial_state=spec.recorded_initial_state,
+        initial_state_at=started if spec.recorded_initial_state == "reset" else None,
         target_rate=total_rate,
         duration_s=spec.duration_s,
         started_at=started,
@@ -407,6 +440,10 @@ def frame_from_rows(rows: list[dict[str, Any]], t0_s: float = START_S) -> pd.Dat
             "retry_after": numbers("retry_after", np.nan),
             "degraded": strings("degraded", None),
             "upstream_ms": numbers("upstream_ms", np.nan),
+            "rl_limit_month": numbers("rl_limit_month", np.nan),
+            "rl_remaining_month": numbers("rl_remaining_month", np.nan),
+            "rl_window_limit": numbers("rl_window_limit", np.nan),
+            "rl_window_remaining": numbers("rl_window_remaining", np.nan),
         },
         copy=False,
     )
@@ -423,8 +460,17 @@ def run_data(
     replicas: int = 3,
     monthly_seeds: dict[str, float] | None = None,
     t0_s: float = START_S,
+    prometheus_url: str | None = None,
+    kong: KongSpec | None = None,
+    initial_state: str = "unknown",
+    initial_state_at: float | None = None,
 ) -> RunData:
-    """A ``RunData`` around ``history`` (e.g. from ``frame_from_rows``) without a run folder."""
+    """A ``RunData`` around ``history`` (e.g. from ``frame_from_rows``) without a run folder.
+
+    ``initial_state``: what ``run.json`` records (``reset``: every consumer's bucket full and month at 0,
+    or at its seed, at ``initial_state_at`` seconds after ``t0_s`` (default: ``t0_s``); ``unknown``).
+    """
+    reset_at = t0_s + (initial_state_at or 0.0)
     info = RunInfo.model_validate(
         {
             "run_id": "synthetic",
@@ -433,7 +479,11 @@ def run_data(
             "started_at": datetime.fromtimestamp(t0_s, tz=UTC),
             "replicas": replicas,
             "model": model,
+            "kong": kong,
             "policy": policy,
+            "prometheus_url": prometheus_url,
+            "initial_state": initial_state,
+            "initial_state_at": datetime.fromtimestamp(reset_at, tz=UTC) if initial_state == "reset" else None,
         }
     )
     seeds = [MonthlySeed(consumer=k, used=v) for k, v in (monthly_seeds or {}).items()]

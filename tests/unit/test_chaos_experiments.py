@@ -28,7 +28,9 @@ def _activities(experiment: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_the_expected_experiments_exist() -> None:
     assert {p.stem for p in EXPERIMENTS} == EXPECTED
-    assert {p.stem for p in K8S_EXPERIMENTS} == {"redis-kill", "gateway-replica-kill", "postgres-kill"}
+    assert {p.stem for p in K8S_EXPERIMENTS} == {
+        "redis-kill", "gateway-replica-kill", "gateway-replica-evict", "postgres-kill"
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(REPO)))
@@ -78,14 +80,44 @@ def test_experiment_shape(path: Path) -> None:
     assert experiment["rollbacks"][-1]["provider"]["func"] == "restore_all"
 
 
+K8S_DEFAULTS = {  # (configuration prefix, namespace, selector, role): the Helm charts' labels and the seed's names
+    "gateway-replica-kill": ("kong", "api-gateway", "app.kubernetes.io/name=kong,app.kubernetes.io/component=app",
+                             "gateway"),
+    "gateway-replica-evict": ("kong", "api-gateway", "app.kubernetes.io/name=kong,app.kubernetes.io/component=app",
+                              "gateway"),
+    "redis-kill": ("redis", "caching", "app.kubernetes.io/name=redis-cluster", "rate-limit-store"),
+    "postgres-kill": ("postgres", "api-gateway", "app.kubernetes.io/name=postgresql", "registry"),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("path", K8S_EXPERIMENTS, ids=lambda p: p.stem)
-def test_k8s_experiments_target_the_seed_labels(path: Path) -> None:
-    selectors = {
-        "gateway-replica-kill": ("app=kong", "api-gateway"),
-        "redis-kill": ("app=redis", "caching"),
-        "postgres-kill": ("app=kong-postgres", "api-gateway"),
-    }
-    (terminate,) = json.loads(path.read_text())["method"]
-    arguments = terminate["provider"]["arguments"]
-    assert terminate["provider"]["func"] == "terminate_pods"
-    assert (arguments["label_selector"], arguments["ns"]) == selectors[path.stem]
+def test_k8s_experiments_take_selectors_from_configuration(path: Path) -> None:
+    prefix, namespace, selector, role = K8S_DEFAULTS[path.stem]
+    experiment = json.loads(path.read_text())
+    configuration = experiment["configuration"]
+    assert configuration[f"{prefix}_namespace"]["type"] == configuration[f"{prefix}_selector"]["type"] == "env"
+    assert (configuration[f"{prefix}_namespace"]["default"], configuration[f"{prefix}_selector"]["default"]) == (
+        namespace,
+        selector,
+    )
+    for activity in _activities(experiment):  # nothing hard-coded: every activity reads the configuration
+        arguments = activity["provider"]["arguments"]
+        assert (arguments["label_selector"], arguments["ns"]) == (f"${{{prefix}_selector}}", f"${{{prefix}_namespace}}")
+    fault, recovery = experiment["method"]
+    assert fault["provider"]["func"] in ("terminate_pods", "evict_pods")
+    assert fault["provider"]["arguments"]["role"] == role  # a literal: the journal keeps it
+    assert recovery["provider"]["func"] == "pods_ready"  # closes the fault window (faults.pod_loss)
+    assert experiment["rollbacks"][-1]["provider"]["func"] == "pods_ready"
+    assert "scale_deployment" not in path.read_text()  # a no-op after a kill, 404 for another name
+
+
+def test_k8s_configuration_defaults_resolve_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaoslib.configuration import load_configuration
+
+    experiment = json.loads((REPO / "chaos" / "k8s" / "redis-kill.json").read_text())
+    defaults = load_configuration(experiment["configuration"])
+    assert defaults["redis_namespace"] == "caching" and defaults["redis_min_ready"] == 1
+    monkeypatch.setenv("QUOTAQUAKE_K8S_REDIS_SELECTOR", "app=my-redis")
+    monkeypatch.setenv("QUOTAQUAKE_K8S_REDIS_MIN_READY", "3")
+    overridden = load_configuration(experiment["configuration"])
+    assert overridden["redis_selector"] == "app=my-redis" and overridden["redis_min_ready"] == 3

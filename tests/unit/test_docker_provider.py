@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from quotaquake.errors import UsageError
+from quotaquake.stack import kong
 from quotaquake.stack.docker import provider as docker_stack
-from quotaquake.stack.state import StackState
+from quotaquake.stack.state import Consumer, StackState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,3 +93,38 @@ def test_stub_image_runs_the_stub_module_on_port_3000() -> None:
     dockerfile = (REPO / "stack" / "docker" / "Dockerfile").read_text()
     assert 'CMD ["python", "-m", "quotaquake.services.stub_api", "--host", "0.0.0.0", "--port", "3000"]' in dockerfile
     assert "COPY src/quotaquake /app/quotaquake" in dockerfile
+
+
+def test_kong_rebuilds_plugins_before_a_request_sees_a_stale_set() -> None:
+    # worker_consistency defaults to eventual (kong.conf.default:1668) with a 5 s rebuild timer (1703): a
+    # consumer added at run time would go unlimited for ~6 s; strict rebuilds before the request
+    # (kong/runloop/handler.lua:587-598)
+    env = docker_stack.kong_env()
+    assert env["KONG_WORKER_CONSISTENCY"] == "strict"
+    assert env["KONG_WORKER_STATE_UPDATE_FREQUENCY"] == env["KONG_DB_UPDATE_FREQUENCY"] == "1"
+    assert env["KONG_NGINX_WORKER_PROCESSES"] == "1"  # KongSpec.workers_per_replica
+
+
+def test_prometheus_scrapes_every_replicas_status_listener() -> None:
+    import yaml
+
+    config = yaml.safe_load(docker_stack.prometheus_config(3))
+    assert config["global"]["scrape_interval"] == "1s"
+    [job] = config["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == ["gateway-1:8100", "gateway-2:8100", "gateway-3:8100"]
+
+
+def test_the_state_declares_kong_and_its_plugin(tmp_path: Path) -> None:
+    state = StackState(provider="docker", stack_id="qq-t", work_dir=str(tmp_path), state_file="s.json", replicas=2,
+                       policy_file=str(REPO / "stack" / "policy.yaml"))  # fmt: skip
+    spec = provider(tmp_path)._spec(state)
+    assert (spec.policy, spec.sync_rate_s, spec.replicas, spec.workers_per_replica) == ("redis", -1.0, 2, 1)
+    assert spec.redis_timeout_ms == 50 and spec.fault_tolerant and spec.cors_preflight
+    assert spec.clock_skew_ms == docker_stack.CLOCK_SKEW_MS
+
+
+def test_kong_counts_consumers_by_entity_id_and_keyless_clients_by_ip() -> None:
+    assert docker_stack.kong_identifier(Consumer(id="free-1", tier="free", key="k")) == kong.entity_id(
+        "consumer", "free-1"
+    )
+    assert docker_stack.kong_identifier(Consumer(id="anon:198.51.100.9", tier="anonymous", key="")) == "198.51.100.9"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from quotaquake.errors import ConfigError, StackError, UsageError
+from quotaquake.load.initial_state import reset_initial_state
+from quotaquake.policy import load_policy
+from quotaquake.runfolder.models import InitialState, RunInfo
 from quotaquake.stack.external import CHAOS_REFUSED, ExternalProvider, is_loopback, read_consumers
 from quotaquake.stack.state import read_state
 
@@ -133,6 +137,23 @@ def test_chaos_is_refused_and_down_leaves_the_deployment_alone(tmp_path: Path) -
     assert "chaos needs a provider that controls the services" in CHAOS_REFUSED
 
 
+def test_quota_state_cannot_be_reset_so_it_stays_unknown(tmp_path: Path) -> None:
+    path = write_target(tmp_path, "gateway: http://127.0.0.1:1\nconsumers: consumers.csv\n")
+    target = provider(path)
+    state = target.plan()
+    with pytest.raises(UsageError, match="cannot reset the quota state of its 2 consumer"):
+        target.reset_consumers(state, state.consumers)
+    record = reset_initial_state(state)  # what quotaquake run and the Locust master record then
+    assert record.state == InitialState.UNKNOWN and record.at is None
+    info = record.apply(
+        RunInfo(
+            run_id="r", scenario="s", started_at=datetime.now(UTC), policy=load_policy(REPO / "stack" / "policy.yaml")
+        )
+    )
+    assert info.initial_state == InitialState.UNKNOWN
+    assert "the initial state stays unknown" in info.notes[-1]
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [("localhost", True), ("127.0.0.1", True), ("127.8.9.1", True), ("[::1]", True), ("::1", True),
@@ -140,3 +161,54 @@ def test_chaos_is_refused_and_down_leaves_the_deployment_alone(tmp_path: Path) -
 )  # fmt: skip
 def test_is_loopback_needs_no_dns(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+# ------------------------------------------------------------------------------- a Kong 3.9 target
+
+
+def kong_target(folder: Path, kong: str, extra: str = "") -> Path:
+    body = f"gateway: http://127.0.0.1:8000\nconsumers: consumers.csv\npolicy: {REPO / 'stack' / 'policy.yaml'}\n"
+    return write_target(folder, body + extra + "kong:\n" + kong)
+
+
+def test_a_kong_section_declares_the_plugin_into_the_state(tmp_path: Path) -> None:
+    path = kong_target(tmp_path, "  policy: redis\n  redis_timeout_ms: 50\n  replicas: 3\n  fault_tolerant: false\n")
+    state = provider(path).up()
+    assert state.model == "kong" and state.replicas == 3 and state.kong is not None
+    spec = state.kong
+    assert (spec.policy, spec.sync_rate_s, spec.fault_tolerant, spec.redis_timeout_ms) == ("redis", -1.0, False, 50)
+    assert spec.limits_of("free") == {"minute": 100, "month": 50000}  # the policy's tiers by default
+    assert spec.limits_of("anonymous") == {"minute": 20}
+    assert spec.clock_skew_ms == 100.0  # another machine's clock: a margin is assumed, and can be declared
+    assert read_state(tmp_path / "stack.json").kong == spec  # what verify reads from run.json
+
+
+def test_kong_section_overrides_tiers_and_can_drop_the_anonymous_consumer(tmp_path: Path) -> None:
+    kong = (
+        "  policy: redis\n  tiers:\n    free: {minute: 100, hour: 3000, month: 50000}\n    pro: {}\n  anonymous: null\n"
+    )
+    spec = provider(kong_target(tmp_path, kong)).plan().kong
+    assert spec is not None and spec.limits_of("free") == {"minute": 100, "hour": 3000, "month": 50000}
+    assert spec.limits_of("pro") == {} and spec.limits_of("anonymous") is None
+
+
+@pytest.mark.parametrize(
+    ("kong", "field"),
+    [
+        ("  fault_tolerant: true\n", "kong.policy"),  # Kong's default policy is local: never assumed
+        ("  policy: local\n", "kong.replicas"),  # local counts per node
+        ("  policy: redis\n  sync_rate_s: 0.01\n", "kong"),  # schema.lua:29-33
+        ("  policy: redis\n  tiers: {free: {minute: 100, hour: 50}}\n", "kong.tiers.free"),  # schema.lua:10-23
+    ],
+)
+def test_bad_kong_sections_name_the_field(tmp_path: Path, kong: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=rf"target\.yaml: {field}"):
+        provider(kong_target(tmp_path, kong)).plan()
+
+
+def test_model_kong_needs_the_kong_section_and_old_files_stay_fixed_window(tmp_path: Path) -> None:
+    path = write_target(tmp_path, "gateway: http://127.0.0.1:8000\nconsumers: consumers.csv\nmodel: kong\n")
+    with pytest.raises(ConfigError, match=r"target\.yaml: kong: required with model kong"):
+        provider(path).plan()
+    old = write_target(tmp_path, "gateway: http://127.0.0.1:8000\nconsumers: consumers.csv\n")
+    assert provider(old).plan().model == "fixed-window"

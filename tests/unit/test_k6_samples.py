@@ -10,6 +10,7 @@ import pytest
 from quotaquake.load.k6.plan import K6Plan, build_plan
 from quotaquake.load.k6.samples import history_table, read_samples, write_history
 from quotaquake.load.options import ScenarioOptions
+from quotaquake.load.recorder import HEADER_COLUMNS
 from quotaquake.policy import load_policy
 from quotaquake.runfolder.history import COLUMNS, read_history
 from quotaquake.stack.state import Consumer, Endpoints, StackState
@@ -53,7 +54,10 @@ def plan() -> K6Plan:
 
 
 def record(iteration: int, status: int, latency_ms: float, error: str = "", headers: str = "~~~~~~") -> str:
-    return f"qq={iteration}~{START_MS}~{status}~0~{latency_ms}~{error}~{headers}"
+    """The script's record: header values in ``HEADER_COLUMNS`` order (the ones not given empty)."""
+    values = headers.split("~")
+    values += [""] * (len(HEADER_COLUMNS) - len(values))
+    return f"qq={iteration}~{START_MS}~{status}~0~{latency_ms}~{error}~{'~'.join(values)}"
 
 
 def answer(t_ns: int, text: str) -> str:

@@ -175,7 +175,8 @@ def test_the_target_consumers_and_scenario_are_quotaquakes_own() -> None:
     files = named(docs, "ConfigMap", "quotaquake-scenario")["data"]
     assert files["scenario.py"] == (REPO / "scenarios" / "tiered.py").read_text()
     target = TargetConfig.model_validate(yaml.safe_load(files["target.yaml"]))
-    assert target.consumers == Path("/consumers/consumers.csv") and target.model == "fixed-window"
+    assert target.consumers == Path("/consumers/consumers.csv") and target.quota_model == "kong"
+    assert target.kong is not None and target.kong.policy == "redis" and target.kong.replicas == 3
     assert target.gateway == ["http://kong-proxy.api-gateway.svc.cluster.local:8000"]
     consumers = named(docs, "Secret", "quotaquake-consumers")["stringData"]["consumers.csv"]
     rows = list(csv.DictReader(io.StringIO(consumers)))

@@ -319,6 +319,21 @@ def test_a_month_stopped_by_a_pre_run_count_is_pinned_by_its_header():
     assert verdict.witness["month"].tolist() == [99, 100]
 
 
+def test_a_seeded_month_starts_at_the_seed():
+    # E4: the run set the month key to 99 (policies/init.lua:68-73) before its first request; Kong then admits
+    # one more (count_before 99 < 100, handler.lua:100-110) and stops the next on the month period
+    seeded = {"month": (T0, 99)}
+    req = history([15, 16], [200, 429], minute=[9, 9], month=[0, 0])
+    req = ConsumerRequests(req.sent_ns, req.status, req.latency_ms, req.remaining, req.known_start, seeded)
+    assert judge(req, limits={"minute": 10, "month": 100}).status == "pass"
+    # a Kong that never read the seed shows the month count it had (0): no consistent count explains it
+    fresh = history([15, 16], [200, 200], minute=[9, 8], month=[99, 98])
+    fresh = ConsumerRequests(fresh.sent_ns, fresh.status, fresh.latency_ms, fresh.remaining, fresh.known_start, seeded)
+    verdict = judge(fresh, limits={"minute": 10, "month": 100})
+    assert verdict.status == "fail"
+    assert verdict.flags[1] & FLAG_OVER_ADMITTED
+
+
 def test_a_429_with_hidden_headers_and_two_periods_is_undecided_without_a_full_window():
     # either period may have stopped it (handler.lua:108-110); only a pre-run count could explain it here
     verdict = judge(history([1, 2], [200, 429], known=False), FAULT_FREE, **hidden({"minute": 10, "month": 100}))

@@ -66,13 +66,41 @@ def test_bad_weights_name_the_option(text: str) -> None:
     ("argv", "option"),
     [
         (["--qq-rate", "0"], "--qq-rate"),
+        (["--qq-max-in-flight", "0"], "--qq-max-in-flight"),
         (["--qq-shape", "sine"], "--qq-shape"),
         (["--qq-target", "elsewhere"], "--qq-target"),
         (["--qq-anon-ips", "0"], "--qq-anon-ips"),
         (["--qq-endpoints", "identify=1"], "--qq-endpoints"),
         (["--qq-timeout", "0"], "--qq-timeout"),
+        (["--qq-initial-state", "fresh"], "--qq-initial-state"),
     ],
 )
 def test_bad_values_name_the_option(argv: list[str], option: str) -> None:
     with pytest.raises(UsageError, match=option):
         parse(*argv)
+
+
+def test_every_option_but_the_orchestration_flag_is_a_web_ui_field() -> None:
+    parser = argparse.ArgumentParser()
+    add_options(parser, ScenarioDefaults())
+    shown = {a.dest for a in parser._actions if getattr(a, "include_in_web_ui", False)}
+    ours = {a.dest for a in parser._actions if a.dest.startswith("qq_")}
+    assert shown == ours - {"qq_orchestrated"}
+    assert "max_in_flight" in {f for f in ScenarioOptions.__dataclass_fields__}
+
+
+def test_in_flight_cap_is_split_over_the_peak_users() -> None:
+    assert parse("--qq-rate", "500", "--qq-max-in-flight", "1000").in_flight_per_user == 40  # 25 users
+    assert parse("--qq-rate", "100000", "--qq-max-in-flight", "1000").in_flight_per_user == 1  # at least one
+    assert parse("--qq-rate", "100").max_in_flight == 1000  # the documented default
+
+
+def test_default_out_dir_is_stable_within_a_process() -> None:
+    """Locust's web UI re-parses the options at every page load: the default folder must not move."""
+    first = parse().out
+    assert parse().out == first
+
+
+def test_initial_state_is_reset_unless_kept() -> None:
+    assert parse().initial_state == "reset"
+    assert parse("--qq-initial-state", "keep").initial_state == "keep"

@@ -95,6 +95,30 @@ def test_rows_carry_context_status_and_rate_limit_headers(tmp_path: Path) -> Non
     assert rows["latency_ms"].tolist() == [2.5, 2.5, 2.5]
 
 
+def test_kongs_header_set_is_recorded(tmp_path: Path) -> None:
+    # Kong 3.9 sets these names (kong/plugins/rate-limiting/handler.lua:28-50) and X-Kong-Upstream-Latency
+    recorder = HistoryRecorder(folder=lambda: RunFolder(tmp_path), worker="w1")
+    kong = {
+        "X-RateLimit-Limit-Minute": "100",
+        "X-RateLimit-Remaining-Minute": "9",
+        "X-RateLimit-Limit-Month": "50000",
+        "X-RateLimit-Remaining-Month": "0",
+        "RateLimit-Limit": "50000",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "2591985",
+        "Retry-After": "2591985",
+        "X-Kong-Upstream-Latency": "3",
+    }
+    record(recorder, 0, FakeResponse(429, kong))
+    recorder.flush()
+    row = read_history(RunFolder(tmp_path).history_dir).iloc[0]
+    assert (row["rl_limit"], row["rl_remaining"]) == (100.0, 9.0)
+    assert (row["rl_limit_month"], row["rl_remaining_month"]) == (50000.0, 0.0)
+    assert (row["rl_window_limit"], row["rl_window_remaining"]) == (50000.0, 0.0)
+    assert row["rl_reset"] == row["retry_after"] == 2591985.0  # a month, not a minute
+    assert row["upstream_ms"] == 3.0
+
+
 def pd_isna(value: object) -> bool:
     return value is None or value != value  # NaN or None
 

@@ -9,7 +9,13 @@ from rich.console import Console
 
 from quotaquake.context import RunContext, RunRequest, validate_request
 from quotaquake.errors import UsageError
-from quotaquake.load.runner import choose_processes, locust_command, read_live_stats
+from quotaquake.load.runner import (
+    choose_processes,
+    ignored_config_files,
+    locust_command,
+    locust_env,
+    read_live_stats,
+)
 from quotaquake.policy import load_policy
 from quotaquake.runfolder import RunFolder
 from quotaquake.stack.state import StackState
@@ -43,6 +49,7 @@ def test_locust_command(tmp_path: Path) -> None:
     command = locust_command(context(tmp_path, 2, locust_args=("--qq-shape", "ramp")))
     joined = " ".join(command)
     assert "-m locust -f scenarios/tiered.py --headless --run-time 20s" in joined
+    assert "--stop-timeout" not in command  # the scenario derives it from the request timeout
     assert f"--csv {tmp_path}/run/locust --html {tmp_path}/run/locust.html" in joined
     assert f"--qq-state {tmp_path}/s.json --qq-out {tmp_path}/run --qq-rate 1000 --qq-orchestrated" in joined
     assert command[-2:] == ["--qq-shape", "ramp"]
@@ -80,3 +87,26 @@ def test_validate_request_checks_inputs_before_anything_starts(tmp_path: Path) -
         validate_request(RunRequest(**{**base, "scenario": tmp_path / "missing.py"}))  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="--processes: -1"):
         validate_request(RunRequest(**{**base, "processes": -1}))  # type: ignore[arg-type]
+
+
+def test_locust_gets_no_locust_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCUST_RUN_TIME", "99")
+    monkeypatch.setenv("LOCUST_PROCESSES", "4")
+    monkeypatch.setenv("KEEP_ME", "1")
+    env, dropped = locust_env(context(tmp_path, 1))
+    assert dropped == ["LOCUST_PROCESSES", "LOCUST_RUN_TIME"]
+    assert not any(name.startswith("LOCUST_") for name in env)
+    assert env["KEEP_ME"] == "1" and env["QUOTAQUAKE_STATE"] == str(tmp_path / "s.json")
+
+
+def test_ignored_config_files_are_the_ones_locust_would_read(tmp_path: Path) -> None:
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    assert ignored_config_files(cwd, home) == []
+    (cwd / "pyproject.toml").write_text("[tool.ruff]\nline-length = 1\n")  # no [tool.locust]: Locust ignores it
+    (home / ".locust.conf").write_text("users = 3\n")
+    assert ignored_config_files(cwd, home) == [home / ".locust.conf"]
+    (cwd / "pyproject.toml").write_text("[tool.locust]\nusers = 3\n")
+    (cwd / "locust.conf").write_text("users = 3\n")
+    assert ignored_config_files(cwd, home) == [home / ".locust.conf", cwd / "locust.conf", cwd / "pyproject.toml"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quotaquake.load.profiles import ramp_fraction, shape_tick, spike_fraction, steady_fraction, step_fraction
-from quotaquake.load.schedule import NS_PER_S, ArrivalSchedule, RatePlan
+from quotaquake.load.schedule import NS_PER_S, ArrivalSchedule, RatePlan, SendCounters
 
 
 def test_rate_plan_splits_peak_rate_over_whole_users() -> None:
@@ -91,3 +91,43 @@ def test_shape_tick_turns_the_profile_into_users_and_stops_at_run_time() -> None
     assert shape_tick(plan, spike_fraction, t=1, run_time=20) == (10, 50.0)  # 20 % outside the spike
     assert shape_tick(plan, steady_fraction, t=20, run_time=20) is None
     assert shape_tick(plan, step_fraction, t=16, run_time=None) == (25, 50.0)  # no run time: 60 s scale, 2/4
+
+
+def test_shape_tick_stops_at_the_duration_cap_without_a_run_time() -> None:
+    plan = RatePlan(peak_rate=100, max_user_rate=20)
+    assert shape_tick(plan, steady_fraction, t=7199, run_time=None) == (5, 5.0)
+    assert shape_tick(plan, steady_fraction, t=7200, run_time=None) is None  # MAX_DURATION_S, 2 h
+    assert shape_tick(plan, steady_fraction, t=3, run_time=None, cap_s=3) is None
+
+
+def test_in_flight_cap_per_user_is_the_run_cap_over_the_peak_users() -> None:
+    plan = RatePlan(peak_rate=500, max_user_rate=20)  # 25 users
+    assert plan.in_flight_per_user(1000) == 40
+    assert plan.in_flight_per_user(30) == 1  # 30 // 25
+    assert plan.in_flight_per_user(10) == 1  # never below one per user
+
+
+def test_due_counts_sent_and_backlog() -> None:
+    schedule = ArrivalSchedule(start_ns=0, interval_ns=10, phase=0.0)  # intended 0, 10, 20, ...
+    assert schedule.due(now_ns=0) == 1
+    schedule.take(now_ns=0)
+    assert schedule.due(now_ns=9) == 1  # the next one (10) is not due yet
+    assert schedule.due(now_ns=35) == 4  # 10, 20, 30 due and not sent
+    schedule.take(now_ns=35)
+    assert schedule.due(now_ns=35) == 4 and schedule.sent == 2
+
+
+def test_send_counters_add_users_and_slot_waits() -> None:
+    counters = SendCounters()
+    counters.waited(5_000_000)
+    counters.waited(20_000_000)
+    first = ArrivalSchedule(start_ns=0, interval_ns=10, phase=0.0)
+    for now in (0, 10, 20):
+        first.take(now_ns=now)
+    counters.user_stopped(first, now_ns=45, in_flight_peak=3)  # due: 0..40 (5), sent 3
+    second = ArrivalSchedule(start_ns=0, interval_ns=100, phase=0.0)
+    second.take(now_ns=0)
+    counters.user_stopped(second, now_ns=50, in_flight_peak=1)
+    assert (counters.scheduled, counters.sent) == (6, 4)
+    assert (counters.slot_waits, counters.slot_wait_ns, counters.slot_wait_max_ns) == (2, 25_000_000, 20_000_000)
+    assert counters.in_flight_peak == 3

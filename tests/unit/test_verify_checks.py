@@ -111,7 +111,18 @@ def test_limiter_decision_time_from_prometheus():
     assert check_limiter_latency(run([row(0)], prometheus=snap), T).status == "fail"
     snap = PrometheusSnapshot(url="u", start=0, end=1, decision_p99_ms=0.5)
     assert check_limiter_latency(run([row(0)], prometheus=snap), T).status == "pass"
-    assert check_limiter_latency(run([row(0)]), T).status == "unknown"
+    declared = check_limiter_latency(run([row(0)], prometheus_url="http://127.0.0.1:9090"), T)
+    assert declared.status == "unknown"  # a declared source that did not answer
+    assert check_limiter_latency(run([row(0)]), T).status == "not-applicable"  # none declared
+
+
+def test_kong_decision_time_is_bounded_by_kongs_own_latency_histogram():
+    # kong_kong_latency_ms (exporter.lua:113-117): every plugin's time, so only an upper bound of the check
+    fast = {"1": 995.0, "2": 1000.0, "5": 1000.0, "+Inf": 1000.0}
+    slow = {"1": 900.0, "2": 995.0, "5": 1000.0, "+Inf": 1000.0}
+    for buckets, expected in ((fast, "pass"), (slow, "unknown"), ({}, "unknown")):
+        snap = PrometheusSnapshot(url="u", start=0, end=1, latency_buckets={"kong_latency_ms": buckets})
+        assert check_limiter_latency(run([row(0)], model="kong", prometheus=snap), T).status == expected
 
 
 # error budget, generator (more in test_verify_latency) ------------------------------------------------

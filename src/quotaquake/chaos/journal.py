@@ -21,6 +21,7 @@ from pathlib import Path
 
 from quotaquake.errors import ConfigError
 from quotaquake.faults import Activity, fault_injected_by, role_of
+from quotaquake.kongspec import KongSpec
 from quotaquake.policy import Policy
 from quotaquake.runfolder.models import FaultWindow
 
@@ -76,9 +77,11 @@ def _runs(journal: Mapping[str, object], key: str, source: Path | str) -> list[A
         raise ConfigError(source, key, f"an activity has no valid start/end time ({exc})") from None
 
 
-def windows_of(journal: Mapping[str, object], policy: Policy, source: Path | str = "journal") -> list[FaultWindow]:
+def windows_of(
+    journal: Mapping[str, object], policy: Policy, source: Path | str = "journal", kong: KongSpec | None = None
+) -> list[FaultWindow]:
     """Fault windows of a journal mapping, in order of fault start (see the module doc); ``source``
-    names the journal in errors."""
+    names the journal in errors; ``kong``: the target's plugin, when the stack runs Kong."""
     method = sorted(_runs(journal, "run", source), key=lambda a: a.start)
     later = sorted(method + _runs(journal, "rollbacks", source), key=lambda a: a.end)
     windows = []
@@ -88,14 +91,14 @@ def windows_of(journal: Mapping[str, object], policy: Policy, source: Path | str
             continue
         undo = next((a for a in later if a is not activity and fault.undone(a, activity)), None)
         service = fault.services(activity)
-        role = role_of(service)
+        role = fault.declared_role(activity) or role_of(service)
         windows.append(
             FaultWindow(
                 name=activity.name,
                 kind=fault.kind,
                 service=service,
                 role=role,
-                expect=fault.expectation(policy, role),
+                expect=fault.expectation(policy, role, kong),
                 start=activity.start,
                 end=undo.end if undo else None,
             )
@@ -103,6 +106,6 @@ def windows_of(journal: Mapping[str, object], policy: Policy, source: Path | str
     return windows
 
 
-def fault_windows(journal_path: Path, policy: Policy) -> list[FaultWindow]:
+def fault_windows(journal_path: Path, policy: Policy, kong: KongSpec | None = None) -> list[FaultWindow]:
     """Fault windows of the journal at ``journal_path`` (``RunFolder.journal_file``)."""
-    return windows_of(read_journal(journal_path), policy, journal_path)
+    return windows_of(read_journal(journal_path), policy, journal_path, kong)

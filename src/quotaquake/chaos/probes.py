@@ -40,12 +40,16 @@ PROMETHEUS_TIMEOUT_S = 5.0
 GATEWAY_HEALTH_PATH = "/gateway-health"
 
 
-def _record(configuration: Configuration, probe: str, path: str, statuses: Sequence[int | None]) -> None:
-    """Append GET requests a probe just sent to the probe ledger (no-op without a ledger)."""
+def _record(
+    configuration: Configuration, probe: str, path: str, statuses: Sequence[int | None], consumer: str | None = None
+) -> None:
+    """Append GET requests a probe just sent to the probe ledger (no-op without a ledger); ``consumer``:
+    whose key they carried (a Kong target counts them in that consumer's windows)."""
     now = time.time()
-    ledger.record(
-        configuration, [ProbeRequest(t=now, probe=probe, method="GET", path=path, status=s) for s in statuses]
-    )
+    requests = [
+        ProbeRequest(t=now, probe=probe, method="GET", path=path, status=s, consumer=consumer) for s in statuses
+    ]
+    ledger.record(configuration, requests)
 
 
 def _get(client: httpx.Client, url: str, headers: Mapping[str, str] | None = None) -> int | None:
@@ -98,8 +102,10 @@ def _prometheus_query(state: StackState) -> promql.QueryFn:
 
 
 def recent_error_rate(window_s: float = 30.0, configuration: Configuration = None) -> float:
-    """Share (0..1) of client requests the LB answered with 5xx over the last ``window_s`` seconds."""
-    return promql.error_rate(_prometheus_query(load_stack(configuration)), window_s)
+    """Share (0..1) of client requests the LB (a Kong target: its replicas) answered with 5xx over the last
+    ``window_s`` seconds."""
+    state = load_stack(configuration)
+    return promql.error_rate(_prometheus_query(state), window_s, kong=state.model == "kong")
 
 
 def recent_429_rate(window_s: float = 30.0, configuration: Configuration = None) -> float:
@@ -151,5 +157,5 @@ def known_consumer_works(tier: str = "pro", path: str = "/health", configuration
     consumer = _known_consumer(state, tier)
     with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:
         status = _get(client, state.require_endpoints().gateway + path, {"x-api-key": consumer.key})
-    _record(configuration, "known_consumer_works", path, [status])
+    _record(configuration, "known_consumer_works", path, [status], consumer=consumer.id)
     return status == 200

@@ -20,6 +20,8 @@ POLL_S = 0.5  # half the scrape interval
 # The LB's admin listener has its own connection manager (prefix "admin": Prometheus scrapes); skip it.
 LB_RESPONSES = 'envoy_http_downstream_rq_xx{{job="lb",envoy_http_conn_manager_prefix!="admin"{extra}}}'
 LIMITER_DECISIONS = 'quotaquake_limiter_decisions_total{{job="limiter"{extra}}}'
+# Kong's prometheus plugin (kong/plugins/prometheus/exporter.lua:105-107): every routed request by status
+KONG_RESPONSES = "kong_http_requests_total{{{extra}}}"
 
 
 class PrometheusNoData(UsageError):
@@ -80,8 +82,12 @@ def ratio(query_fn: QueryFn, numerator: str, denominator: str, data_timeout_s: f
     return part / total
 
 
-def error_rate(query_fn: QueryFn, window_s: float) -> float:
-    """Share of client requests the LB answered 5xx over the last ``window_s`` seconds (0..1)."""
+def error_rate(query_fn: QueryFn, window_s: float, kong: bool = False) -> float:
+    """Share of client requests the LB answered 5xx over the last ``window_s`` seconds (0..1); for a Kong
+    target, of the requests Kong's replicas answered (``kong_http_requests_total``)."""
+    if kong:
+        five = KONG_RESPONSES.format(extra='code=~"5.."')
+        return ratio(query_fn, sum_rate(five, window_s), sum_rate(KONG_RESPONSES.format(extra=""), window_s))
     five = LB_RESPONSES.format(extra=',envoy_response_code_class="5"')
     return ratio(query_fn, sum_rate(five, window_s), sum_rate(LB_RESPONSES.format(extra=""), window_s))
 

@@ -7,7 +7,7 @@ module          injected by                                       undone by
 ``outage``      ``quotaquake.chaos.actions.kill_service``         ``restart_service``, ``restore_all``
 ``pause``       ``quotaquake.chaos.actions.stop_service``         ``resume_service``, ``restart_service``, ...
 ``replica_loss````quotaquake.chaos.actions.kill_gateway_replicas````restore_all``
-``pod_loss``    ``chaosk8s.pod.actions.terminate_pods``/``delete``  a succeeded ``pods_in_phase`` probe
+``pod_loss``    ``quotaquake.chaos.k8s.terminate_pods``/``evict``   a succeeded ``pods_ready`` probe
 ==============  ===============================================  ===========================================
 
 Adding a kind of fault is one module here (a ``FAULT`` and its ``inject``/``undo``), an entry in
@@ -33,6 +33,11 @@ _ROLES: dict[str, ServiceRole] = {
     "stub-api": ServiceRole.UPSTREAM,
     "prometheus": ServiceRole.MONITORING,
     "kong": ServiceRole.GATEWAY,
+    # Kubernetes charts' name labels: bitnami redis / redis-cluster (the seed's redis-cluster.caching) and
+    # postgresql (Kong's database)
+    "redis-cluster": ServiceRole.RATE_LIMIT_STORE,
+    "postgresql": ServiceRole.REGISTRY,
+    "kong-postgres": ServiceRole.REGISTRY,
 }
 _NUMBERED = re.compile(r"^(gateway|limiter)-\d+$")
 _SELECTOR_VALUE = re.compile(r"(?:^|,)\s*[\w./-]*name\s*=\s*([\w.-]+)|(?:^|,)\s*app\s*=\s*([\w.-]+)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from quotaquake.kongspec import KongSpec
 from quotaquake.policy import DegradationMode, Policy
 from quotaquake.runfolder.models import Expectation, FaultKind, ServiceRole
 
@@ -55,13 +56,32 @@ def service_argument(activity: Activity) -> str | None:
     return str(service) if service is not None else None
 
 
-def storage_expectation(policy: Policy, role: ServiceRole) -> Expectation:
-    """The declared degradation when the rate-limit store is unreachable; clients served otherwise."""
+def storage_expectation(policy: Policy, role: ServiceRole, kong: KongSpec | None = None) -> Expectation:
+    """The declared degradation when the service holding the counters is unreachable; clients served otherwise.
+
+    The embedded limiter (``kong`` None) does what ``policy.degradation`` says of a Redis fault. A Kong target
+    does what its plugin declares (``kong/plugins/rate-limiting/handler.lua:144-152``) when the store of its
+    ``policy`` fails (Redis for ``redis``, Kong's database for ``cluster``; ``local`` has none):
+    ``fault_tolerant`` -> admitted without any limit, else HTTP 500.
+    """
+    if kong is not None:
+        if kong.store_role is None or role.value != kong.store_role:
+            return Expectation.AVAILABLE
+        return Expectation.FAIL_OPEN_UNLIMITED if kong.fault_tolerant else Expectation.ERROR_500
     if role is not ServiceRole.RATE_LIMIT_STORE:
         return Expectation.AVAILABLE
     if policy.degradation.on_redis_unavailable == DegradationMode.FAIL_CLOSED:
         return Expectation.FAIL_CLOSED
     return Expectation.FAIL_OPEN_LOCAL
+
+
+def no_declared_role(activity: Activity) -> ServiceRole | None:
+    """Most activities name a service; its role follows from the name (``quotaquake.faults.role_of``)."""
+    del activity
+    return None
+
+
+ExpectationRule = Callable[[Policy, ServiceRole, KongSpec | None], Expectation]
 
 
 @dataclass(frozen=True)
@@ -70,7 +90,8 @@ class Fault:
 
     ``injected_by``: activities that inject it; ``undone_by``: activities that undo it for the service
     they name (``restore_all`` undoes every fault); ``services``: which services an injecting activity
-    hit; ``expectation``: what the policy declares clients see meanwhile, by the service's role.
+    hit; ``expectation``: what the policy (or a Kong target's plugin) declares clients see meanwhile, by
+    the service's role; ``declared_role``: the role an activity states itself (else from the service name).
     ``undo_needs_success``: an undoing activity counts only when it succeeded (probes that wait for
     recovery), otherwise when it ended at all.
     """
@@ -79,7 +100,8 @@ class Fault:
     injected_by: frozenset[str]
     undone_by: frozenset[str] = frozenset()
     services: Callable[[Activity], str | None] = service_argument
-    expectation: Callable[[Policy, ServiceRole], Expectation] = storage_expectation
+    expectation: ExpectationRule = storage_expectation
+    declared_role: Callable[[Activity], ServiceRole | None] = no_declared_role
     undo_needs_success: bool = False
     undoes_all: frozenset[str] = field(default=frozenset({RESTORE_ALL}))
 

@@ -23,7 +23,7 @@ def killed_replicas(activity: Activity) -> str | None:
 
 
 FAULT = Fault(kind=FaultKind.REPLICA_LOSS, injected_by=frozenset({action("kill_gateway_replicas")}),
-              services=killed_replicas, expectation=lambda policy, role: Expectation.AVAILABLE)  # fmt: skip
+              services=killed_replicas, expectation=lambda policy, role, kong: Expectation.AVAILABLE)  # fmt: skip
 
 
 def inject(state: StackState, count: int, handles: HandleFactory = handle_for) -> list[str]:

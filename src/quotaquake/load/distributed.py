@@ -55,8 +55,8 @@ import gevent.event
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quotaquake.load.options import ScenarioOptions
 from quotaquake.load.recorder import HistoryRecorder
+from quotaquake.load.swarm import swarm_folder
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.history import SCHEMA, write_part
 from quotaquake.runfolder.models import Delivery, WorkerRecord
@@ -162,7 +162,7 @@ def _now() -> datetime:
 
 
 def _run_folder(environment: Environment) -> RunFolder:
-    return RunFolder(ScenarioOptions.from_namespace(environment.parsed_options).out)  # type: ignore[arg-type]
+    return swarm_folder(environment.parsed_options)  # the current swarm's folder (``quotaquake.load.swarm``)
 
 
 # -- worker side ---------------------------------------------------------------------------------------------

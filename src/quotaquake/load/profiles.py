@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from quotaquake.load.safety import MAX_DURATION_S
 from quotaquake.load.schedule import RatePlan
 
 DEFAULT_TIME_SCALE_S = 60.0
@@ -48,13 +49,16 @@ FRACTIONS: dict[str, Callable[[float, float], float]] = {
 Fraction = Callable[[float, float], float]
 
 
-def shape_tick(plan: RatePlan, fraction: Fraction, t: float, run_time: float | None) -> tuple[int, float] | None:
-    """A Locust shape's tick at ``t`` seconds: ``(users, spawn rate)``, or ``None`` once ``run_time`` is over.
+def shape_tick(
+    plan: RatePlan, fraction: Fraction, t: float, run_time: float | None, cap_s: float = MAX_DURATION_S
+) -> tuple[int, float] | None:
+    """A Locust shape's tick at ``t`` seconds: ``(users, spawn rate)``, or ``None`` once the run is over:
+    at ``run_time``, or at ``cap_s`` (the duration cap, 2 h) when no run time was given.
 
     Users = ``plan.users_for(peak * fraction(t, scale))`` with ``scale`` = the run time (60 s without one);
     the spawn rate lets every change complete within about a second.
     """
-    if run_time is not None and t >= run_time:
+    if t >= (run_time if run_time is not None else cap_s):
         return None
     users = plan.users_for(plan.peak_rate * fraction(t, run_time or DEFAULT_TIME_SCALE_S))
     return users, float(plan.users)

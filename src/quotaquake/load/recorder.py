@@ -37,7 +37,10 @@ CONTEXT_KEY = "qq"
 FLUSH_INTERVAL_S = 1.0
 ERROR_TEXT_MAX = 300
 
-# column -> response headers to try, in order (names lower-case; Kong's minute variants as fallback)
+# column -> response headers to try, in order (names lower-case). Kong 3.9 sends per-period headers
+# (X-RateLimit-{Limit,Remaining}-{Minute,Month}) and the tightest window's RateLimit-{Limit,Remaining,Reset}
+# (kong/plugins/rate-limiting/handler.lua:28-50,160-190); the embedded limiter X-RateLimit-{Limit,Remaining,
+# Reset} and the -Month pair. Kong's X-Kong-Upstream-Latency is the upstream's time, like Envoy's header.
 HEADER_COLUMNS: dict[str, tuple[str, ...]] = {
     "rl_limit": ("x-ratelimit-limit", "x-ratelimit-limit-minute"),
     "rl_remaining": ("x-ratelimit-remaining", "x-ratelimit-remaining-minute"),
@@ -45,9 +48,23 @@ HEADER_COLUMNS: dict[str, tuple[str, ...]] = {
     "retry_after": ("retry-after",),
     "degraded": ("x-quotaquake-degraded",),
     "replica": ("x-quotaquake-replica",),
-    "upstream_ms": ("x-envoy-upstream-service-time",),
+    "upstream_ms": ("x-envoy-upstream-service-time", "x-kong-upstream-latency"),
+    "rl_limit_month": ("x-ratelimit-limit-month",),
+    "rl_remaining_month": ("x-ratelimit-remaining-month",),
+    "rl_window_limit": ("ratelimit-limit",),
+    "rl_window_remaining": ("ratelimit-remaining",),
 }
-NUMERIC_HEADER_COLUMNS = ("rl_limit", "rl_remaining", "rl_reset", "retry_after", "upstream_ms")
+NUMERIC_HEADER_COLUMNS = (
+    "rl_limit",
+    "rl_remaining",
+    "rl_reset",
+    "retry_after",
+    "upstream_ms",
+    "rl_limit_month",
+    "rl_remaining_month",
+    "rl_window_limit",
+    "rl_window_remaining",
+)
 COLLECTED_COLUMNS: tuple[str, ...] = tuple(name for name in SCHEMA.names if name != "worker")
 """Columns collected per request; ``worker`` is the same for every row of a recorder and added at flush."""
 
@@ -229,6 +246,10 @@ class HistoryRecorder:
             a_degraded,
             a_replica,
             a_upstream,
+            a_limit_month,
+            a_remaining_month,
+            a_window_limit,
+            a_window_remaining,
         ) = self._appenders
         qq: RequestContext | None = context.get(CONTEXT_KEY) if context else None
         if qq is not None:
@@ -255,7 +276,7 @@ class HistoryRecorder:
         else:
             a_error("no response" if status == 0 else None)
         headers = getattr(response, "headers", None) if response is not None else None
-        limit, remaining, reset, retry, degraded, replica, upstream = (
+        limit, remaining, reset, retry, degraded, replica, upstream, month_limit, month_left, w_limit, w_left = (
             NO_HEADERS if headers is None else header_texts(headers)
         )
         a_limit(limit)
@@ -265,6 +286,10 @@ class HistoryRecorder:
         a_degraded(degraded)
         a_replica(replica)
         a_upstream(upstream)
+        a_limit_month(month_limit)
+        a_remaining_month(month_left)
+        a_window_limit(w_limit)
+        a_window_remaining(w_left)
         self.rows_recorded += 1
 
     def flush(self) -> str | None:

@@ -7,6 +7,22 @@ current rate and failures from Locust's live CSV while it runs, and returns the 
 Locust writes into the run folder: its output to ``RunFolder.locust_log``, its stats to the
 ``locust_*.csv`` files and ``locust.html``, the history to ``history/`` and its own record to
 ``engine.json``. ``--qq-orchestrated`` tells the scenario that ``quotaquake run`` owns ``run.json``.
+
+Stopping (``_stop_group``): Ctrl-C or SIGTERM of ``quotaquake run`` (or an error) sends SIGTERM to the
+Locust master only; the scenario stops like the end of the run (``quotaquake.load.stopping``: users finish
+their requests, workers report, reports are written). Signalling the whole group would make workers quit
+without their final report. Worker processes still alive ``QUIT_GRACE_S`` after that get SIGTERM, then
+SIGKILL. A second Ctrl-C or SIGTERM while stopping kills the group at once.
+
+Reproducible configuration: Locust also reads ``LOCUST_*`` environment variables and, by itself,
+``~/.locust.conf``, ``./locust.conf`` and ``./pyproject.toml`` ``[tool.locust]``; any of them could change
+the run without appearing in its command line (``run.json`` ``command``). ``quotaquake run`` therefore
+*isolates* Locust from them: the child gets no ``LOCUST_*`` variable (``locust_env``) and the scenario
+drops Locust's default config files for an orchestrated run (``quotaquake.load.hooks``). Isolation rather
+than refusal, because a user's Locust files for other projects have no business failing a run; rather than
+mere recording, because ``run.json``'s command line must be the whole story. Everything Locust ran with is
+still recorded with its source in ``engine.json`` (``settings``); a ``--config FILE`` passed explicitly
+after the options is honoured and recorded.
 """
 
 from __future__ import annotations
@@ -18,7 +34,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +52,12 @@ from quotaquake.stack.state import STATE_ENV_VAR
 PER_PROCESS_RATE = 4000.0
 """Req/s one Locust process is given at most: ~80 % of the ~5K req/s one process reached on this machine."""
 
-STOP_TIMEOUT_S = 5
-"""Locust ``--stop-timeout``: in-flight requests get this long to finish (and be recorded) at the end."""
+QUIT_GRACE_S = 60.0
+"""After SIGTERM, how long Locust may take to stop and write its reports before its group is signalled: the
+drain may take twice the stop timeout (``quotaquake.load.stopping``, 11 s by default) plus a margin."""
 
-QUIT_GRACE_S = 30.0
-"""After SIGTERM, how long Locust may take to write its reports before it is killed."""
+WORKER_GRACE_S = 5.0
+"""After the master exited, how long its worker processes may take to finish before they get SIGTERM."""
 
 POLL_S = 0.5
 
@@ -67,11 +87,14 @@ def choose_processes(rate: float, cpus: int | None = None) -> int:
 
 
 def locust_command(context: RunContext) -> list[str]:
-    """The Locust command line; one process runs without ``--processes`` (no master/worker overhead)."""
+    """The Locust command line; one process runs without ``--processes`` (no master/worker overhead).
+
+    No ``--stop-timeout``: the scenario sets one from the request timeout (``--qq-timeout``), so requests in
+    flight at the end are recorded; one given in the extra arguments wins."""
     request, folder = context.request, context.folder
     command = [
         sys.executable, "-m", "locust", "-f", str(request.scenario), "--headless",
-        "--run-time", f"{max(1, round(request.duration_s))}s", "--stop-timeout", str(STOP_TIMEOUT_S),
+        "--run-time", f"{max(1, round(request.duration_s))}s",
         "--csv", str(folder.locust_csv_prefix), "--html", str(folder.locust_html),
         "--qq-state", str(context.state_path), "--qq-out", str(folder.path), "--qq-rate", f"{request.rate:g}",
         "--qq-orchestrated",
@@ -108,18 +131,71 @@ def group_alive(pgid: int) -> bool:
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM Locust if still running (it writes its reports and stops its workers), let its worker
-    processes finish their last history flush, then SIGKILL whatever is left after ``QUIT_GRACE_S``."""
-    deadline = time.monotonic() + QUIT_GRACE_S
+    """Stop Locust (module docstring): SIGTERM to the master, wait for it and then for its worker
+    processes, SIGTERM and then SIGKILL whatever is left. A KeyboardInterrupt meanwhile kills at once."""
+    try:
+        _stop_master(process)
+        _await_group(process.pid, WORKER_GRACE_S)
+        _signal_group(process.pid, signal.SIGTERM)  # workers left (master killed?): Locust's own stop
+        _await_group(process.pid, WORKER_GRACE_S)
+    finally:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _stop_master(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=QUIT_GRACE_S)
-    while group_alive(process.pid) and time.monotonic() < deadline:
+
+
+def _await_group(pgid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)  # poll interval while worker processes exit
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+        os.killpg(pgid, signum)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While Locust runs, SIGTERM of this process acts as Ctrl-C does (``KeyboardInterrupt``): Locust is
+    stopped gracefully and the caller still tears down. Only in the main thread, where Python runs handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def locust_env(context: RunContext) -> tuple[dict[str, str], list[str]]:
+    """The environment of the Locust process: this one without ``LOCUST_*`` variables (module docstring),
+    with the state file's path; returns it and the names it dropped."""
+    dropped = sorted(name for name in os.environ if name.startswith("LOCUST_"))
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LOCUST_")}
+    env[STATE_ENV_VAR] = str(context.state_path)
+    return env, dropped
+
+
+def ignored_config_files(cwd: Path, home: Path) -> list[Path]:
+    """Locust's default config files that exist here: ``quotaquake run`` ignores them (module docstring)."""
+    candidates = [home / ".locust.conf", cwd / "locust.conf"]
+    pyproject = cwd / "pyproject.toml"
+    with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
+        if "locust" in tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}):
+            candidates.append(pyproject)
+    return [path for path in candidates if path.is_file()]
 
 
 def _await_exit(process: subprocess.Popen[bytes], stats_csv: Path, duration_s: float, console: Console) -> None:
@@ -141,14 +217,18 @@ def _await_exit(process: subprocess.Popen[bytes], stats_csv: Path, duration_s: f
 def run_locust(context: RunContext) -> LocustResult:
     """Run the context's scenario headless at its rate for its duration and return its counts.
 
-    Stops Locust (and its workers) on Ctrl-C or any error; ``interrupted`` is then True and the
+    Stops Locust (and its workers) on Ctrl-C, SIGTERM or any error; ``interrupted`` is then True and the
     ``KeyboardInterrupt`` is not re-raised, so the caller can still tear down and verify.
     """
     folder = context.folder
     command = locust_command(context)
-    env = {**os.environ, STATE_ENV_VAR: str(context.state_path)}
+    env, dropped = locust_env(context)
+    for name in dropped:
+        context.console.print(f"[yellow]not passed to Locust: ${name} (the run's command line is the whole story)")
+    for path in ignored_config_files(Path.cwd(), Path.home()):
+        context.console.print(f"[yellow]not read by Locust: {path} (the run's command line is the whole story)")
     interrupted = False
-    with folder.locust_log.open("wb") as log:
+    with sigterm_interrupts(), folder.locust_log.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             _await_exit(process, folder.locust_stats_csv, context.request.duration_s, context.console)

@@ -3,16 +3,20 @@
 How users and rates are chosen (``RatePlan``): the run's peak arrival rate ``R`` (req/s, all workers
 together) is split over ``U = ceil(R / max_user_rate)`` Locust users, each sending at exactly
 ``R / U`` req/s, i.e. one request every ``U / R`` seconds. Locust's master spreads the users over the
-workers, so the workers' shares add up to ``R`` whatever their number. A user sends one request at a time,
-so it keeps to its schedule while latency stays below its interval (``1 / max_user_rate``, 50 ms with the
-default of 20 req/s per user); by Little's law the ``U`` users cover ``R * latency`` requests in flight.
+workers, so the workers' shares add up to ``R`` whatever their number.
+
+Requests in flight (``RatePlan.in_flight_per_user``): a user does not wait for a response before its next
+send; it may have up to ``max(1, max_in_flight // U)`` requests in flight, where ``max_in_flight`` is the
+cap declared for the whole run (``--qq-max-in-flight``, like k6's ``maxVUs``). By Little's law the run
+keeps its rate ``R`` while ``R * latency`` stays below the cap; beyond that a user's next send waits for
+one of its responses (a *slot wait*), which shows as lag and is counted (``SendCounters``).
 
 Schedule of one user (``ArrivalSchedule``): intended times ``first + k * interval`` for k = 0, 1, ...,
 where ``first = start + phase * interval`` and ``phase`` in [0, 1) spreads users evenly over an interval.
-A user waits until its next intended time and then sends. When it is late (the previous response took
-longer than the interval, or the generator is CPU-bound) it sends at once and the lag
-``sent - intended`` is recorded in the history: the rate is never silently lowered and no request is
-skipped, and latency measured from the intended time is free of coordinated omission.
+A user waits until its next intended time and then sends. When it is late (its in-flight cap was
+reached, or the generator is CPU-bound) it sends at once and the lag ``sent - intended`` is recorded in
+the history: the rate is never silently lowered and no request is skipped, and latency measured from the
+intended time is free of coordinated omission.
 
 Clock (``EpochClock``): schedules run on the monotonic clock (immune to wall-clock steps) and are
 converted to UTC epoch nanoseconds with an offset taken once per process, so history times from one
@@ -27,7 +31,10 @@ from dataclasses import dataclass
 
 NS_PER_S = 1_000_000_000
 DEFAULT_MAX_USER_RATE = 20.0
-"""Default cap on one user's rate, req/s: a 50 ms interval covers loopback latency with a wide margin."""
+"""Default cap on one user's rate, req/s (one send every 50 ms)."""
+DEFAULT_MAX_IN_FLIGHT = 1000
+"""Default cap on requests in flight at once over the whole run (``--qq-max-in-flight``): 100 req/s keep
+their rate up to the default 10 s timeout, 1,000 req/s up to 1 s of latency, 10,000 req/s up to 100 ms."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,11 @@ class RatePlan:
     def users_for(self, rate: float) -> int:
         """Users that produce ``rate`` req/s (rounded to the nearest whole user, at most ``users``)."""
         return min(self.users, max(0, round(rate / self.user_rate)))
+
+    def in_flight_per_user(self, max_in_flight: int) -> int:
+        """Requests one user may have in flight: ``max_in_flight // users``, at least 1 (so the run's
+        effective cap is ``max(max_in_flight, users)`` rounded down to a multiple of ``users``)."""
+        return max(1, max_in_flight // self.users)
 
 
 class EpochClock:
@@ -109,3 +121,38 @@ class ArrivalSchedule:
         self.sent += 1
         self.next_ns = intended + self.interval_ns
         return intended
+
+    def due(self, now_ns: int) -> int:
+        """Intended times up to ``now_ns`` (inclusive): those sent plus the backlog not sent yet."""
+        backlog = 0 if now_ns < self.next_ns else (now_ns - self.next_ns) // self.interval_ns + 1
+        return self.sent + backlog
+
+
+@dataclass
+class SendCounters:
+    """What one process's users counted about their sends in one swarm (reported as ``GeneratorProcess``).
+
+    ``scheduled``: intended times that came due while users ran (added when a user stops, from its
+    ``ArrivalSchedule.due``); ``sent``: sends made; ``slot_waits``: sends that waited for a free in-flight
+    slot, ``slot_wait_ns`` in total and ``slot_wait_max_ns`` at most (nanoseconds); ``in_flight_peak``:
+    the most requests one user had in flight at once.
+    """
+
+    scheduled: int = 0
+    sent: int = 0
+    slot_waits: int = 0
+    slot_wait_ns: int = 0
+    slot_wait_max_ns: int = 0
+    in_flight_peak: int = 0
+
+    def waited(self, wait_ns: int) -> None:
+        """One send waited ``wait_ns`` for a free slot."""
+        self.slot_waits += 1
+        self.slot_wait_ns += wait_ns
+        self.slot_wait_max_ns = max(self.slot_wait_max_ns, wait_ns)
+
+    def user_stopped(self, schedule: ArrivalSchedule, now_ns: int, in_flight_peak: int) -> None:
+        """A user stopped at ``now_ns``: add its due intended times and its sends."""
+        self.scheduled += schedule.due(now_ns)
+        self.sent += schedule.sent
+        self.in_flight_peak = max(self.in_flight_peak, in_flight_peak)

@@ -130,7 +130,7 @@ class _Replay:
     def __init__(self, run: RunData, grid_s: F64) -> None:
         history = run.history
         self.grid_s = grid_s
-        self.fixed_window = run.info.model == "fixed-window"
+        self.fixed_window = run.info.model in ("fixed-window", "kong")  # Kong counts requests per UTC window
         self.quotas: ConsumerQuotas = consumer_quotas(run)
         self.codes = {name: code for code, name in enumerate(self.quotas.names)}
         admitted = (outcome_classes(np.asarray(history["status"])) == ADMITTED) & ~(run.degraded | run.in_fault)

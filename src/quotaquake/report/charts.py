@@ -161,7 +161,7 @@ def _limits(allowance: Allowance) -> str:
 
 def allowance_note(model: str) -> str:
     """How to read the admitted-vs-allowed charts of ``model``."""
-    if model == "fixed-window":
+    if model in ("fixed-window", "kong"):
         return (
             "Cumulative admitted requests (rows the quota check judges: not degraded, outside fault windows). "
             "Band: what the fixed window allows, per_minute requests per UTC minute on top of what was "

@@ -24,9 +24,18 @@ rl_reset        float64    X-RateLimit-Reset seconds, null if absent
 retry_after     float64    Retry-After seconds, null if absent
 degraded        string     X-Quotaquake-Degraded (limiter decided without Redis), null if absent
 replica         string     X-Quotaquake-Replica (which gateway replica answered), null if absent
-upstream_ms     float64    X-Envoy-Upstream-Service-Time (time spent in the upstream), null if absent
+upstream_ms     float64    X-Envoy-Upstream-Service-Time (or Kong's X-Kong-Upstream-Latency), null if absent
 worker          string     generator worker id (host-pid)
+rl_limit_month      float64  X-RateLimit-Limit-Month, null if absent
+rl_remaining_month  float64  X-RateLimit-Remaining-Month, null if absent
+rl_window_limit     float64  RateLimit-Limit (Kong: the limit of the tightest window), null if absent
+rl_window_remaining float64  RateLimit-Remaining (Kong: the least remaining of all windows), null if absent
 ==============  =========  ==========================================================================
+
+For Kong 3.9 (``docs/kong-3.9.md`` section 5) ``rl_limit``/``rl_remaining`` are the minute period's
+``X-RateLimit-Limit-Minute``/``-Remaining-Minute`` and ``rl_reset`` is ``RateLimit-Reset`` (the tightest
+window's reset, up to 30 days for a month). The last four columns were added later: parts written before
+them lack them, and readers fill them with nulls (``REQUIRED_COLUMNS`` are what every part has).
 
 Derived in verification: corrected latency ``(sent_ns - intended_ns)/1e6 + latency_ms`` (coordinated
 omission corrected: measured from the intended send time).
@@ -66,10 +75,17 @@ SCHEMA = pa.schema(
         ("replica", pa.string()),
         ("upstream_ms", pa.float64()),
         ("worker", pa.string()),
+        ("rl_limit_month", pa.float64()),
+        ("rl_remaining_month", pa.float64()),
+        ("rl_window_limit", pa.float64()),
+        ("rl_window_remaining", pa.float64()),
     ]
 )
 
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
+ADDED_COLUMNS: tuple[str, ...] = ("rl_limit_month", "rl_remaining_month", "rl_window_limit", "rl_window_remaining")
+"""Nullable columns added after the first schema; older parts lack them and read as null."""
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(name for name in COLUMNS if name not in ADDED_COLUMNS)
 
 
 def part_paths(folder: Path) -> list[Path]:
@@ -80,15 +96,15 @@ def part_paths(folder: Path) -> list[Path]:
 def check_parts(parts: list[Path]) -> None:
     """Raise a one-line ``ConfigError`` for the first part that is not a readable history part.
 
-    Reads only each file's footer (schema), so it is cheap. A truncated or foreign file, or one whose
-    columns differ from ``SCHEMA``, is named with what is wrong; verification never sees half a history.
+    Reads only each file's footer (schema), so it is cheap. A truncated or foreign file, or one that lacks
+    a column of ``REQUIRED_COLUMNS``, is named with what is wrong; verification never sees half a history.
     """
     for part in parts:
         try:
             schema = pq.read_schema(part)
         except (OSError, pa.ArrowException) as exc:
             raise ConfigError(part, None, f"not a readable Parquet history part ({_first_line(exc)})") from None
-        missing = [name for name in COLUMNS if schema.get_field_index(name) < 0]
+        missing = [name for name in REQUIRED_COLUMNS if schema.get_field_index(name) < 0]
         if missing:
             raise ConfigError(part, None, f"not a quotaquake history part (missing columns {', '.join(missing)})")
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue, computed_field
 
+from quotaquake.kongspec import KongSpec
 from quotaquake.policy import Policy, QuotaModel
 
 
@@ -67,6 +69,7 @@ class RunInfo(BaseModel):
     replicas: int = 3
     defect: str | None = None
     model: QuotaModel = "token-bucket"
+    kong: KongSpec | None = None  # model "kong": the plugin as the target declared it (stack state)
     policy: Policy
     command: list[str] = Field(default_factory=list)  # how to reproduce the run
     locust_processes: int = 1
@@ -122,6 +125,120 @@ class WorkerRecord(BaseModel):
     clock_corrected: bool = False
 
 
+class GeneratorProcess(BaseModel):
+    """One Locust process of the run as it reported itself once its users had stopped (``engine.json``
+    ``generator.processes``). Counts cover the process's users from its test start to its report.
+
+    ``worker``: ``<host>-<pid>``, the history's ``worker`` column (a master sends nothing and has no rows).
+    ``role``: ``local`` (one process did everything), ``worker`` or ``master`` (runs no users).
+    ``cpu_s``: user + system CPU seconds the process used; ``wall_s``: seconds it was measured, so
+    ``cpu_s / wall_s`` is the share of one core it used (one Locust process runs on one core: near 1.0 the
+    generator's CPU was the limit).
+    ``scheduled``: intended send times that came due while its users ran (counted when each user stops);
+    ``sent``: requests its users sent (each one a history row once answered or failed); ``scheduled - sent``
+    were due but never sent because the user was stopped (end of the run, a ramp-down, a signal) first:
+    many when sends were waiting for a free slot, about one per user at most when they were not (an intended
+    time that fell due while the stop was under way).
+    ``slot_waits``: sends that found their user's in-flight cap reached (``max_in_flight_per_user``
+    requests in flight) and waited for a response first; ``slot_wait_s`` the seconds they waited in total,
+    ``slot_wait_max_s`` the longest single wait. A wait shows in the history as lag (``sent - intended``).
+    ``in_flight_peak``: the most requests one of its users had in flight at once.
+    """
+
+    worker: str
+    role: Literal["local", "worker", "master"]
+    cpu_s: float
+    wall_s: float
+    scheduled: int = 0
+    sent: int = 0
+    slot_waits: int = 0
+    slot_wait_s: float = 0.0
+    slot_wait_max_s: float = 0.0
+    in_flight_peak: int = 0
+
+
+class GeneratorRecord(BaseModel):
+    """``engine.json`` ``generator``: what the load generator says about its own limits, so verdicts can
+    tell which one was hit when the schedule was not kept (fields of ``GeneratorProcess`` for units).
+
+    * the in-flight cap: ``max_in_flight`` (``--qq-max-in-flight``, requests in flight at once over the
+      whole run) is split over the ``peak_users`` users as ``max_in_flight_per_user`` each (at least 1);
+      ``slot_waits`` > 0 means the cap was reached and sends waited (lag), ``slot_wait_s`` for how long;
+    * the generator's CPU: ``cpu_s`` over the processes, and per process ``cpu_s / wall_s``;
+    * the schedule: ``scheduled`` vs ``sent`` (``unsent`` = the difference).
+
+    Totals are sums over the processes that reported. ``missing_reports`` lists workers that joined but
+    sent no report (died, or their report came too late): the totals then cover only part of the run and
+    ``complete`` is False.
+    """
+
+    max_in_flight: int
+    max_in_flight_per_user: int
+    peak_users: int
+    processes: list[GeneratorProcess] = Field(default_factory=list)
+    missing_reports: list[str] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def complete(self) -> bool:
+        return not self.missing_reports
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def scheduled(self) -> int:
+        return sum(p.scheduled for p in self.processes)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sent(self) -> int:
+        return sum(p.sent for p in self.processes)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def unsent(self) -> int:
+        return self.scheduled - self.sent
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def slot_waits(self) -> int:
+        return sum(p.slot_waits for p in self.processes)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def slot_wait_s(self) -> float:
+        return round(sum(p.slot_wait_s for p in self.processes), 6)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def slot_wait_max_s(self) -> float:
+        return max((p.slot_wait_max_s for p in self.processes), default=0.0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def in_flight_peak(self) -> int:
+        return max((p.in_flight_peak for p in self.processes), default=0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cpu_s(self) -> float:
+        return round(sum(p.cpu_s for p in self.processes), 6)
+
+
+class EngineSetting(BaseModel):
+    """One option value the load engine ran with, and where it came from (``engine.json`` ``settings``).
+
+    ``option``: the option as typed (``--run-time``, ``--qq-rate``); ``source``: ``command line``,
+    ``environment variable <NAME>``, ``config file <path>`` (``locust.conf``, ``~/.locust.conf``,
+    ``pyproject.toml`` ``[tool.locust]`` or ``--config``), ``default``, ``web UI form`` (changed in the form
+    for this swarm) or ``quotaquake`` (set by the scenario, e.g. a stop timeout when none was given).
+    Secret values are replaced by ``"***"``.
+    """
+
+    option: str
+    value: JsonValue
+    source: str
+
+
 class EngineRecord(BaseModel):
     """``engine.json``: what the load engine itself recorded. Written only by the Locust master (or the
     single local runner): its start, its end and final counts when it quit, and the monthly usage it seeded.
@@ -130,6 +247,12 @@ class EngineRecord(BaseModel):
     ``requests``/``failures`` are Locust's own totals over all workers, taken when every user had stopped
     (``None`` while running, and for ever when Locust was killed before it could quit). A master also
     records each worker that joined (``workers``, written when it quits).
+    ``stop_reason``: why the load stopped (``completed``: the run time was over; ``signal SIGTERM``,
+    ``signal SIGINT``; ``duration cap``: no run time was given and the cap was reached; ``stopped``: the web
+    UI's stop or another runner stop; ``quit``: Locust shut down). ``swarm``: the swarm's number in a web UI
+    run (1, 2, ...), else None. ``settings``: every option value the run used and its source;
+    ``config_files``: the configuration files that supplied at least one of them. ``generator``: the
+    generator's own limits (``GeneratorRecord``).
     """
 
     engine: str = "locust"
@@ -141,6 +264,11 @@ class EngineRecord(BaseModel):
     distributed: bool = False  # a Locust master with workers (then ``workers`` lists every one that joined)
     workers: list[WorkerRecord] = Field(default_factory=list)
     dropped_iterations: int | None = None  # scheduled sends the engine never made (k6: no free VU); None: n/a
+    stop_reason: str | None = None
+    swarm: int | None = None
+    generator: GeneratorRecord | None = None
+    settings: list[EngineSetting] = Field(default_factory=list)
+    config_files: list[str] = Field(default_factory=list)
 
 
 class K6Summary(BaseModel):
@@ -186,11 +314,16 @@ class Expectation(StrEnum):
 
     ``fail-open-local``: limited tiers are still decided, by per-replica buckets, and marked degraded;
     ``fail-closed``: limited tiers get 503; ``available``: no declared degradation, clients are served.
+    Kong 3.9 (``kong/plugins/rate-limiting/handler.lua:144-152``): ``fail-open-unlimited``: with
+    ``fault_tolerant`` the plugin proxies limited tiers without rate-limit headers and without any limit;
+    ``error-500``: without it, limited tiers get Kong's 500 ("An unexpected error occurred").
     """
 
     FAIL_OPEN_LOCAL = "fail-open-local"
     FAIL_CLOSED = "fail-closed"
     AVAILABLE = "available"
+    FAIL_OPEN_UNLIMITED = "fail-open-unlimited"
+    ERROR_500 = "error-500"
 
 
 class FaultWindow(BaseModel):
@@ -231,6 +364,9 @@ class PrometheusSnapshot(BaseModel):
     decision_p50_ms: float | None = None
     decision_count: float | None = None  # limiter decisions over the window (histogram _count difference)
     decision_buckets: dict[str, float] | None = None  # cumulative decisions <= each bucket edge (seconds, "+Inf")
+    # Kong: per histogram (kong_latency_ms, upstream_latency_ms, request_latency_ms), requests observed over
+    # the window per bucket upper bound in ms ("+Inf" included), cumulative as Prometheus keeps them
+    latency_buckets: dict[str, dict[str, float]] = Field(default_factory=dict)
     queries: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
 
@@ -246,6 +382,7 @@ class ProbeRequest(BaseModel):
     method: str
     path: str
     status: int | None  # None: no response (timeout, connection error)
+    consumer: str | None = None  # the provisioned consumer whose key it carried (it counts in its quota)
 
 
 WAKE_DELAY_EDGES_MS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)

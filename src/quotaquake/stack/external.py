@@ -4,11 +4,27 @@ A YAML target file describes it (relative paths are relative to that file)::
 
     gateway: https://kong.staging.example.com      # one URL, or a list of replica URLs
     consumers: consumers.csv                       # CSV with header id,tier,key; or YAML list of {id, tier, key}
-    prometheus: https://prometheus.staging.example.com   # optional
-    model: fixed-window                            # token-bucket | fixed-window (Kong OSS: fixed-window)
-    policy: ../stack/policy.yaml                   # optional: tiers are checked against it
+    prometheus: https://prometheus.staging.example.com   # optional: Kong's prometheus plugin scraped there
+    policy: ../stack/policy.yaml                   # optional (default: --policy): tiers are checked against it
     allow_hosts: [kong.staging.example.com]        # optional, same as --allow-host
     calibration_path: null                         # optional: a path the gateway answers without limits
+    kong:                                          # the rate-limiting plugin as deployed (model: kong)
+      policy: redis                                # required: redis | local | cluster (Kong's default: local)
+      sync_rate_s: -1                              # -1 (synchronous) or >= 0.02 s, redis only
+      fault_tolerant: true                         # what Kong does while Redis is down (true: no limit)
+      hide_client_headers: false
+      error_code: 429
+      redis_timeout_ms: 50                         # the plugin's redis.timeout
+      replicas: 3                                  # Kong nodes behind the URLs (required for local / sync_rate)
+      workers_per_replica: 1                       # nginx workers per node (redis with sync_rate counts per worker)
+      clock_skew_ms: 100                           # bound on |Kong node clock - this machine's clock|
+      forwarded_ip_trusted: false                  # Kong's trusted_ips cover us: keyless IPs from X-Forwarded-For
+      tiers: {free: {minute: 100, month: 50000}}   # optional: default the policy's tiers (minute, month)
+      anonymous: {minute: 20}                      # optional: default the policy's; null = no anonymous consumer
+
+``kong`` makes the target a Kong 3.9 one (``model: kong``, ``quotaquake.kongspec.KongSpec`` in the state
+and ``run.json``), judged against Kong's own rate-limiting semantics. Without it the target is judged by the
+generic ``model`` (``fixed-window`` by default, or ``token-bucket``).
 
 With a list of gateway URLs and no load balancer in front, ``endpoints.gateway`` is the first URL and
 ``endpoints.replicas`` lists all of them: the load generator round-robins over ``replicas``.
@@ -27,14 +43,15 @@ import ipaddress
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from quotaquake.config import load_model, read_yaml
+from quotaquake.config import load_model, read_yaml, validation_problem
 from quotaquake.errors import ConfigError, StackError, UsageError
-from quotaquake.policy import ANONYMOUS_TIER, QuotaModel, load_policy
+from quotaquake.kongspec import KongLimits, KongSpec
+from quotaquake.policy import ANONYMOUS_TIER, DEFAULT_POLICY_PATH, Policy, QuotaModel, load_policy
 from quotaquake.stack.provider import ProviderOptions, ServiceHandle
 from quotaquake.stack.state import Consumer, Endpoints, StackState, write_state
 from quotaquake.stack.status import ServiceHealth
@@ -48,6 +65,46 @@ CHAOS_REFUSED = (
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^/\s]+(/.*)?$")]
 
 
+class KongTarget(BaseModel):
+    """The ``kong`` section: ``KongSpec``'s fields; ``policy`` is required (Kong's own default is ``local``,
+    so nothing can be assumed), ``tiers`` and ``anonymous`` default to the quota policy's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: Literal["redis", "local", "cluster"]
+    sync_rate_s: float = -1.0
+    fault_tolerant: bool = True
+    hide_client_headers: bool = False
+    error_code: Annotated[int, Field(gt=0)] = 429
+    redis_timeout_ms: Annotated[int, Field(ge=0)] = 2000
+    replicas: Annotated[int, Field(ge=1)] | None = None
+    workers_per_replica: Annotated[int, Field(ge=1)] = 1
+    increment_lag_ms: Annotated[float, Field(ge=0)] = 1000.0
+    clock_skew_ms: Annotated[float, Field(ge=0)] = 100.0
+    forwarded_ip_trusted: bool = False
+    cors_preflight: bool = False
+    tiers: dict[str, KongLimits] | None = None
+    anonymous: KongLimits | None = None
+
+    def spec(self, policy: Policy, gateways: int, path: Path) -> KongSpec:
+        """The ``KongSpec`` this section declares; a one-line ``ConfigError`` naming ``kong.<field>``."""
+        lagged = self.policy == "local" or (self.policy == "redis" and self.sync_rate_s != -1)
+        if lagged and self.replicas is None:
+            raise ConfigError(path, "kong.replicas", "required with this policy: the Kong nodes behind the gateway")
+        settings = self.model_dump(exclude={"tiers", "anonymous", "replicas"}, exclude_unset=True)
+        settings["policy"] = self.policy
+        settings["replicas"] = self.replicas or gateways
+        if self.tiers is not None:
+            settings["tiers"] = self.tiers
+        if "anonymous" in self.model_fields_set:
+            settings["anonymous"] = self.anonymous
+        try:
+            return KongSpec.from_policy(policy, **settings)
+        except ValidationError as exc:
+            problem = validation_problem(path, exc)
+            raise ConfigError(path, f"kong.{problem.field}" if problem.field else "kong", problem.problem) from None
+
+
 class TargetConfig(BaseModel):
     """The external target file."""
 
@@ -56,7 +113,8 @@ class TargetConfig(BaseModel):
     gateway: list[HttpUrl]
     consumers: Path
     prometheus: HttpUrl | None = None
-    model: QuotaModel = "fixed-window"
+    model: QuotaModel | None = None  # default: kong with a kong section, else fixed-window
+    kong: KongTarget | None = None
     policy: Path | None = None
     allow_hosts: list[str] = Field(default_factory=list)
     calibration_path: str | None = None
@@ -72,6 +130,10 @@ class TargetConfig(BaseModel):
         if not value:
             raise ValueError("at least one gateway URL is required")
         return [url.rstrip("/") for url in value]
+
+    @property
+    def quota_model(self) -> QuotaModel:
+        return self.model or ("kong" if self.kong is not None else "fixed-window")
 
 
 class ConsumerRow(BaseModel):
@@ -182,15 +244,17 @@ class ExternalProvider:
         *,
         state_path: Path,
         client_factory: Callable[[], httpx.Client] | None = None,
+        policy_path: Path = DEFAULT_POLICY_PATH,
     ) -> None:
         self.config_path = config_path
         self.allow_hosts = tuple(allow_hosts)
         self.state_path = state_path
         self._client_factory = client_factory
+        self.policy_path = policy_path
 
     @classmethod
     def from_options(cls, options: ProviderOptions) -> ExternalProvider:
-        return cls(options.target, options.allow_hosts, state_path=options.state_path)
+        return cls(options.target, options.allow_hosts, state_path=options.state_path, policy_path=options.policy_path)
 
     def _target(self) -> Path:
         if self.config_path is None:
@@ -211,13 +275,20 @@ class ExternalProvider:
         consumers = read_consumers(config.consumers)
         if config.policy is not None:
             _check_tiers(config.consumers, consumers, load_policy(config.policy).tiers)
+        if config.quota_model == "kong" and config.kong is None:
+            raise ConfigError(target, "kong", "required with model kong: the rate-limiting plugin as deployed")
+        spec = None
+        if config.kong is not None:
+            spec = config.kong.spec(load_policy(config.policy or self.policy_path), len(config.gateway), target)
+            _check_tiers(config.consumers, consumers, spec.tiers)
         return StackState(
             provider=self.name,
             stack_id="ext-" + uuid.uuid4().hex[:8],
             work_dir=str(self.state_path.parent),
             state_file=str(self.state_path),
-            replicas=len(config.gateway),
-            model=config.model,
+            replicas=spec.replicas if spec is not None else len(config.gateway),
+            model=config.quota_model,
+            kong=spec,
             policy_file=str(config.policy) if config.policy else None,
             target_file=str(target.resolve()),
             endpoints=Endpoints(
@@ -265,6 +336,12 @@ class ExternalProvider:
         raise UsageError(
             f"stack {state.stack_id} is external: its consumers are the ones its target file lists; "
             "quotaquake cannot add one"
+        )
+
+    def reset_consumers(self, state: StackState, consumers: Sequence[Consumer]) -> None:
+        raise UsageError(
+            f"stack {state.stack_id} is external: quotaquake cannot reset the quota state of its "
+            f"{len(consumers)} consumer(s); the initial state stays unknown"
         )
 
 

@@ -1,12 +1,14 @@
 """What every stack provider (local processes, Kong via Testcontainers, an existing deployment) offers.
 
 A provider brings the system under test up and down, reports each service's health, adds consumers at
-run time, and hands out one ``ServiceHandle`` per service so that faults break it the same way whatever
-runs it. Providers are found by name or by a state file through ``quotaquake.stack.registry``.
+run time, resets consumers' quota state before a run, and hands out one ``ServiceHandle`` per service so
+that faults break it the same way whatever runs it. Providers are found by name or by a state file
+through ``quotaquake.stack.registry``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -67,3 +69,9 @@ class Provider(Protocol):
 
     def add_consumer(self, state: StackState, tier: str) -> Consumer:
         """Provision a consumer of ``tier`` with an untouched quota in the running stack."""
+
+    def reset_consumers(self, state: StackState, consumers: Sequence[Consumer]) -> None:
+        """Forget the rate limiter's state of ``consumers``: full buckets, nothing counted this month.
+
+        Keyless clients are passed as consumers of tier ``anonymous`` with id ``anon:<ip>``. Raises
+        ``UsageError`` when the provider cannot (the run's initial state then stays unknown)."""

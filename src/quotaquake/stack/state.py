@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quotaquake.config import validation_problem
 from quotaquake.errors import ConfigError, UsageError
+from quotaquake.kongspec import KongSpec
 from quotaquake.policy import QuotaModel
 
 STATE_ENV_VAR = "QUOTAQUAKE_STATE"
@@ -89,6 +90,7 @@ class StackState(BaseModel):
     replicas: int = 3
     defect: str | None = None
     model: QuotaModel = "token-bucket"
+    kong: KongSpec | None = None  # model "kong": the rate-limiting plugin as deployed
     policy_file: str | None = None
     target_file: str | None = None  # the external provider's target file
     endpoints: Endpoints | None = None

@@ -2,7 +2,8 @@
 ``summary.parquet`` with the verdicts of the thresholds file's k6-style ``thresholds:``).
 
 A checker that raises yields ``unknown`` with the exception text (never ``pass``). The quota model
-follows ``run.json``'s ``model``: ``token-bucket`` (embedded limiter) or ``fixed-window`` (Kong).
+follows ``run.json``'s ``model``: ``token-bucket`` (embedded limiter), ``kong`` (Kong 3.9's rate-limiting
+plugin as ``run.json``'s ``kong`` declares it) or ``fixed-window`` (a generic fixed window; older runs).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from quotaquake.verify.checks.completeness import check_completeness
 from quotaquake.verify.checks.crosscheck import check_prometheus_crosscheck
 from quotaquake.verify.checks.degradation import check_degradation, check_degraded_over_admission
 from quotaquake.verify.checks.error_budget import check_error_budget
+from quotaquake.verify.checks.expressiveness import CHECK as EXPRESSIVENESS_CHECK
+from quotaquake.verify.checks.expressiveness import check_expressiveness
 from quotaquake.verify.checks.generator import check_generator_health
 from quotaquake.verify.checks.headers import check_headers
 from quotaquake.verify.checks.latency import check_latency, check_limiter_latency
 from quotaquake.verify.checks.quota_fixed_window import check_quota_fixed_window
+from quotaquake.verify.checks.quota_kong import check_quota_kong
 from quotaquake.verify.checks.quota_token_bucket import CHECK as QUOTA_CHECK
 from quotaquake.verify.checks.quota_token_bucket import check_quota_token_bucket
 from quotaquake.verify.data.rundata import RunData, load_run
@@ -32,6 +36,8 @@ Checker = Callable[[RunData, Thresholds], Verdict]
 
 def check_quota_accuracy(run: RunData, thresholds: Thresholds) -> Verdict:
     """The quota model the target declared in ``run.json``."""
+    if run.info.model == "kong":
+        return check_quota_kong(run, thresholds)
     if run.info.model == "fixed-window":
         return check_quota_fixed_window(run, thresholds)
     return check_quota_token_bucket(run, thresholds)
@@ -40,6 +46,7 @@ def check_quota_accuracy(run: RunData, thresholds: Thresholds) -> Verdict:
 CHECKERS: tuple[tuple[str, Checker], ...] = (
     ("completeness", check_completeness),
     (QUOTA_CHECK, check_quota_accuracy),
+    (EXPRESSIVENESS_CHECK, check_expressiveness),
     ("degraded-over-admission", check_degraded_over_admission),
     ("headers", check_headers),
     ("latency", check_latency),
@@ -60,6 +67,8 @@ def applies(name: str, run: RunData) -> bool:
     """
     if name == "degradation":
         return run.chaos_ran
+    if name == EXPRESSIVENESS_CHECK:
+        return run.info.model != "token-bucket"  # the embedded limiter implements the whole policy
     if name == "degraded-over-admission":
         return run.chaos_ran or bool(run.degraded.any())
     return True

@@ -178,7 +178,7 @@ def history_table(plan: K6Plan, samples: K6Samples, worker: str) -> History:
         **_header_columns(joined),
         "worker": pa.array([worker] * joined.num_rows, pa.string()),
     }
-    table = pa.table(columns).cast(SCHEMA)
+    table = pa.table({name: columns[name] for name in SCHEMA.names}).cast(SCHEMA)  # in the schema's order
     table = table.take(pc.sort_indices(table.column("sent_ns")))
     return History(table, origin, int(np.count_nonzero(~has_record)))
 

@@ -6,10 +6,21 @@ Containers, all on one Docker network and labelled ``io.quotaquake.stack=<stack 
                  ├─> gateway-1 (kong:3.9) ─┬─> redis (rate-limiting counters, policy redis)
                  ├─> gateway-2 (kong:3.9) ─┤   postgres (Kong's database: consumers, keys, plugins)
                  └─> gateway-N (kong:3.9) ─┘   stub-api (image built from stack/docker/Dockerfile)
+    prometheus (scrapes every replica's status listener /metrics: Kong's prometheus plugin, 1 s)
 
 ``kong migrations bootstrap`` runs once (a one-shot container) before the replicas start. The gateway
 is provisioned through the Admin API of ``gateway-1`` from the quota policy
-(``quotaquake.stack.kong.provisioning_plan``); the other replicas read the same database.
+(``quotaquake.stack.kong.provisioning_plan``); the other replicas read the same database. The state
+declares the result (``model: kong`` and its ``KongSpec``), so verification judges the run against
+Kong 3.9's own rate-limiting semantics.
+
+Consistency: a replica learns what another replica's Admin API wrote from the database's cluster events
+every ``KONG_DB_UPDATE_FREQUENCY`` (1 s; Kong's default is 5), and with ``KONG_WORKER_CONSISTENCY=strict``
+each request rebuilds a stale plugins iterator before it runs (``kong/runloop/handler.lua:587-598``;
+Kong 3.9's default ``eventual`` leaves it to a timer every ``worker_state_update_frequency``, 5 s, so a
+consumer added at run time could go unlimited for ~6 s). Readiness is proven, not assumed: ``up`` and
+``add_consumer`` wait until every replica answers a limited consumer's key with that consumer's
+``X-RateLimit-Limit-*`` headers, then delete the counters those probes spent.
 
 Why an LB container: the load generator and the chaos scenarios need one gateway URL that survives a
 replica being killed, like the local stack's Envoy LB. nginx (``nginx:1.27``, which has the ``resolve``
@@ -20,8 +31,8 @@ answering replica's address (``ip:port``, not its name). Each replica's own prox
 ``endpoints.replicas`` for tests that target one replica.
 
 Host ports are chosen up front and bound on ``bind_host`` (loopback by default), so they stay the same
-when chaos restarts a container. No Prometheus container: ``endpoints.prometheus`` is ``None`` (Kong's
-metrics are on each replica's admin ``/metrics``).
+when chaos restarts a container. ``reset_consumers`` deletes the given consumers' Kong counters (Kong's key
+format, ``stack.quota_reset``) so a run can start from known, empty windows.
 
 The stack must outlive the ``stack up`` process, so Testcontainers' reaper (Ryuk) is disabled for
 these containers; ``down`` removes everything carrying the stack's label, which also covers a start
@@ -33,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,12 +60,14 @@ from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import ExecWaitStrategy, HttpWaitStrategy, LogMessageWaitStrategy
 
 from quotaquake.errors import StackError, UsageError
-from quotaquake.policy import DEFAULT_POLICY_PATH, Policy, load_policy
+from quotaquake.kongspec import KongSpec
+from quotaquake.policy import ANONYMOUS_TIER, DEFAULT_POLICY_PATH, load_policy
 from quotaquake.stack import kong
 from quotaquake.stack.consumers import fresh_consumer, plan_consumers
 from quotaquake.stack.docker.handles import container_handle, wait_until
 from quotaquake.stack.processes import free_port
 from quotaquake.stack.provider import ProviderOptions, ServiceHandle
+from quotaquake.stack.quota_reset import delete_kong_counters
 from quotaquake.stack.state import Consumer, Endpoints, ServiceRecord, StackState, write_state
 from quotaquake.stack.status import ServiceHealth, stack_health
 
@@ -68,6 +82,9 @@ POSTGRES_ALIAS, POSTGRES_PORT = "postgres", 5432
 STUB_ALIAS, STUB_PORT = "stub-api", 3000
 KONG_PROXY_PORT, KONG_ADMIN_PORT, KONG_STATUS_PORT = 8000, 8001, 8100
 LB_PORT = 8080
+PROMETHEUS_PORT = 9090
+CONSUMER_READY_TIMEOUT_S = 30.0  # a new consumer's limits must be active on every replica within this
+CLOCK_SKEW_MS = 10.0  # containers read the host's clock; the margin covers a wall-clock step during a run
 KONG_DB = {"user": "kong", "password": "kong", "database": "kong"}
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -80,6 +97,7 @@ class Images:
     postgres: str = "postgres:15-alpine"
     redis: str = "redis:7-alpine"
     lb: str = "nginx:1.27-alpine"
+    prometheus: str = "prom/prometheus:v2.55.1"
     stub_api_tag: str = "quotaquake/stub-api:dev"
 
 
@@ -139,14 +157,31 @@ def kong_env() -> dict[str, str]:
         "KONG_TRUSTED_IPS": "0.0.0.0/0,::/0",
         "KONG_REAL_IP_HEADER": "X-Forwarded-For",
         "KONG_REAL_IP_RECURSIVE": "on",
-        "KONG_DB_UPDATE_FREQUENCY": "1",  # seconds: consumers added at run time reach every replica fast
-        "KONG_NGINX_WORKER_PROCESSES": "1",
+        "KONG_DB_UPDATE_FREQUENCY": "1",  # seconds: other replicas see Admin API writes within ~1 s
+        "KONG_WORKER_CONSISTENCY": "strict",  # rebuild a stale plugins iterator before the request
+        "KONG_WORKER_STATE_UPDATE_FREQUENCY": "1",  # and the background rebuild every second, not 5
+        "KONG_NGINX_WORKER_PROCESSES": "1",  # KongSpec.workers_per_replica
         "KONG_PROXY_ACCESS_LOG": "off",
         "KONG_ADMIN_ACCESS_LOG": "off",
         "KONG_PROXY_ERROR_LOG": "/dev/stderr",
         "KONG_ADMIN_ERROR_LOG": "/dev/stderr",
         "KONG_ANONYMOUS_REPORTS": "off",
     }
+
+
+def prometheus_config(replicas: int) -> str:
+    """Prometheus scraping each replica's status listener, where Kong's prometheus plugin serves /metrics
+    (``kong/plugins/prometheus/status_api.lua``), every second."""
+    targets = ", ".join(f'"gateway-{i}:{KONG_STATUS_PORT}"' for i in range(1, replicas + 1))
+    return f"""global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: kong
+    metrics_path: /metrics
+    static_configs:
+      - targets: [{targets}]
+"""
 
 
 def nginx_config(replicas: int) -> str:
@@ -183,7 +218,7 @@ http {{
 
 
 class DockerProvider:
-    """Kong 3.9 + Postgres 15 + Redis 7 + stub API + nginx LB in Docker; state ``model="fixed-window"``."""
+    """Kong 3.9 + Postgres 15 + Redis 7 + stub API + nginx LB + Prometheus in Docker; state ``model="kong"``."""
 
     name = "docker"
 
@@ -236,12 +271,13 @@ class DockerProvider:
             work_dir=str(work_dir),
             state_file=str(self.state_path),
             replicas=self.replicas,
-            model="fixed-window",
+            model="kong",
+            kong=kong.spec_for(policy, self.replicas, clock_skew_ms=CLOCK_SKEW_MS),
             policy_file=str(self.policy_path),
         )
         write_state(state, self.state_path)
         try:
-            _StackBuilder(self, state, policy).build()
+            _StackBuilder(self, state, self._spec(state)).build()
         except BaseException:
             with contextlib.suppress(Exception):  # keep the original error; `stack down` can retry
                 self.down(state)
@@ -264,17 +300,47 @@ class DockerProvider:
         return container_handle(state, service)
 
     def add_consumer(self, state: StackState, tier: str) -> Consumer:
-        """Provision a consumer with an untouched quota through gateway-1's Admin API.
-
-        The other replicas see it within ``KONG_DB_UPDATE_FREQUENCY`` (1 s).
-        """
+        """Provision a consumer with an untouched quota through gateway-1's Admin API, and return it once
+        every replica enforces its limits (``kong.limits_shown``, at most ``CONSUMER_READY_TIMEOUT_S``): the
+        readiness probes' counts are deleted again. While Redis is down no replica can show the limits: a
+        ``StackError`` says so (the consumer exists, its limits are not proven active)."""
         endpoints = state.require_endpoints()
         if not endpoints.replica_admin:
             raise StackError("kong", f"stack {state.stack_id} has no Admin API URL in its state file")
-        policy = load_policy(Path(state.policy_file) if state.policy_file else DEFAULT_POLICY_PATH)
+        spec = self._spec(state)
         consumer = fresh_consumer(tier)
-        kong.execute_plan(endpoints.replica_admin[0], kong.consumer_calls(policy, consumer, REDIS_ALIAS, REDIS_PORT))
+        kong.execute_plan(endpoints.replica_admin[0], kong.consumer_calls(spec, consumer, REDIS_ALIAS, REDIS_PORT))
+        limits = spec.limits_of(tier) or {}
+        for proxy in endpoints.replicas:
+            probe = partial(kong.limits_shown, proxy, consumer.key, limits)
+            wait_until(probe, CONSUMER_READY_TIMEOUT_S, f"limits of consumer {consumer.id} on {proxy}")
+        if limits and endpoints.redis:
+            delete_kong_counters(endpoints.redis, [kong_identifier(consumer)])
         return consumer
+
+    def reset_consumers(self, state: StackState, consumers: Sequence[Consumer]) -> None:
+        """Delete Kong's rate-limiting counters of ``consumers`` in the stack's Redis (policy ``redis``).
+
+        Kong counts a consumer under its entity id (deterministic: ``kong.entity_id``) and a keyless
+        client under its IP (``limit_by: ip``; given as consumer ``anon:<ip>`` of tier anonymous)."""
+        redis_url = state.require_endpoints().redis
+        if not redis_url:
+            raise StackError("redis", f"stack {state.stack_id} has no Redis endpoint to reset")
+        delete_kong_counters(redis_url, [kong_identifier(c) for c in consumers])
+
+    def _spec(self, state: StackState) -> KongSpec:
+        if state.kong is not None:
+            return state.kong
+        policy = load_policy(Path(state.policy_file) if state.policy_file else DEFAULT_POLICY_PATH)
+        return kong.spec_for(policy, state.replicas, clock_skew_ms=CLOCK_SKEW_MS)
+
+
+def kong_identifier(consumer: Consumer) -> str:
+    """What Kong's rate-limiting plugin counts ``consumer`` under: its consumer entity id
+    (``kong.consumer_identifier``), or the client IP of a keyless client (``anon:<ip>``)."""
+    if consumer.tier == ANONYMOUS_TIER:
+        return consumer.id.removeprefix("anon:")
+    return kong.consumer_identifier(consumer)
 
 
 def remove_stack(client: docker.DockerClient, state: StackState) -> None:
@@ -294,10 +360,10 @@ def remove_stack(client: docker.DockerClient, state: StackState) -> None:
 class _StackBuilder:
     """Starts the containers of one stack in dependency order, recording each in the state file."""
 
-    def __init__(self, provider: DockerProvider, state: StackState, policy: Policy) -> None:
+    def __init__(self, provider: DockerProvider, state: StackState, spec: KongSpec) -> None:
         self.p = provider
         self.state = state
-        self.policy = policy
+        self.spec = spec
         self.labels = {STACK_LABEL: state.stack_id}
         self.network = Network(docker_network_kw={"labels": self.labels})
         # where clients reach the published ports: the bind address, or the engine's host for a wildcard
@@ -311,12 +377,13 @@ class _StackBuilder:
         stub_url = self._start_stub()
         self._bootstrap_kong()
         replicas = [self._start_kong(i) for i in range(1, self.p.replicas + 1)]
-        consumers = plan_consumers(self.policy.tiers, self.p.consumers_per_tier)
+        consumers = plan_consumers(self.spec.tiers, self.p.consumers_per_tier)
         admin = replicas[0][1]
         kong.execute_plan(
-            admin, kong.provisioning_plan(self.policy, consumers, REDIS_ALIAS, REDIS_PORT, _stub_upstream())
+            admin, kong.provisioning_plan(self.spec, consumers, REDIS_ALIAS, REDIS_PORT, _stub_upstream())
         )
         gateway = self._start_lb()
+        prometheus = self._start_prometheus()
         self.state.consumers = consumers
         self.state.endpoints = Endpoints(
             gateway=gateway,
@@ -324,11 +391,13 @@ class _StackBuilder:
             replica_admin=[admin_url for _, admin_url in replicas],
             redis=redis_url,
             postgres=postgres_url,
+            prometheus=prometheus,
             stub_api=stub_url,
             calibration_path=kong.CALIBRATION_PATH,
         )
         self._save()
         self._await_provisioned([gateway, *[proxy for proxy, _ in replicas]], consumers)
+        delete_kong_counters(redis_url, [kong_identifier(c) for c in consumers])  # what the readiness probes counted
 
     # -- containers ---------------------------------------------------------------------------------
 
@@ -427,6 +496,16 @@ class _StackBuilder:
         self._run(name, "kong", container, f"http://{host}:{proxy}", f"http://{host}:{status}/status/ready")
         return f"http://{host}:{proxy}", f"http://{host}:{admin}"
 
+    def _start_prometheus(self) -> str:
+        container = self._container(self.p.images.prometheus, "prometheus")
+        config = prometheus_config(self.p.replicas).encode()
+        container.with_copy_into_container(config, "/etc/prometheus/prometheus.yml")
+        port = self._publish(container, PROMETHEUS_PORT)
+        container.waiting_for(HttpWaitStrategy(PROMETHEUS_PORT, "/-/ready").with_startup_timeout(60))
+        url = f"http://{self.host}:{port}"
+        self._run("prometheus", "prometheus", container, url, f"{url}/-/ready")
+        return url
+
     def _start_lb(self) -> str:
         container = self._container(self.p.images.lb, "lb")
         container.with_copy_into_container(nginx_config(self.p.replicas).encode(), "/etc/nginx/nginx.conf")
@@ -439,17 +518,18 @@ class _StackBuilder:
     # -- readiness ----------------------------------------------------------------------------------
 
     def _await_provisioned(self, proxies: list[str], consumers: list[Consumer]) -> None:
-        """Every proxy (LB and each replica) answers /calibrate and knows an unlimited consumer's key.
+        """Every proxy (LB and each replica) answers /calibrate, and enforces the limits of the last limited
+        consumer the plan provisioned (``kong.limits_shown``).
 
         Replicas other than ``gateway-1`` learn the provisioned entities from the database within
-        ``KONG_DB_UPDATE_FREQUENCY`` seconds; until then they answer 404 (no route). The key probe uses
-        a consumer of an unlimited tier, so no quota is spent: an authenticated unlimited consumer gets
-        a 200 without rate-limit headers, while an unknown key would get the anonymous limit's headers.
+        ``KONG_DB_UPDATE_FREQUENCY`` seconds; until then they answer 404 (no route) or miss plugins. The
+        last consumer's plugin came last but for prometheus, so a replica that applies it rebuilt its
+        plugins from a database holding every earlier one. Its probes are counted: ``build`` deletes them.
         """
-        unlimited = [c for c in consumers if self.policy.limits_for(c.tier).unlimited]
-        probe_key = unlimited[0].key if unlimited else None
+        limited = [c for c in consumers if self.spec.limits_of(c.tier)]
+        probe = limited[-1] if limited else (consumers[-1] if consumers else None)
         for proxy in proxies:
-            wait_until(partial(_provisioned, proxy, probe_key), self.p.ready_timeout_s, f"kong at {proxy}")
+            wait_until(partial(_provisioned, proxy, self.spec, probe), self.p.ready_timeout_s, f"kong at {proxy}")
 
     def _save(self) -> None:
         write_state(self.state, self.p.state_path)
@@ -459,11 +539,8 @@ def _stub_upstream() -> str:
     return f"http://{STUB_ALIAS}:{STUB_PORT}"
 
 
-def _provisioned(proxy: str, probe_key: str | None) -> bool:
+def _provisioned(proxy: str, spec: KongSpec, probe: Consumer | None) -> bool:
     with httpx.Client(base_url=proxy, timeout=2.0) as client:
         if client.get(kong.CALIBRATION_PATH).status_code != 200:
             return False
-        if probe_key is None:
-            return True
-        response = client.get("/health", headers={"apikey": probe_key})
-        return response.status_code == 200 and "X-RateLimit-Limit-Minute" not in response.headers
+    return probe is None or kong.limits_shown(proxy, probe.key, spec.limits_of(probe.tier) or {})

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from quotaquake.stack.local.gateway_config import ReplicaPorts, render_lb, rende
 from quotaquake.stack.local.handles import LocalHandle
 from quotaquake.stack.local.postgres import create_schema, insert_consumers
 from quotaquake.stack.provider import ProviderOptions
+from quotaquake.stack.quota_reset import delete_limiter_state
 from quotaquake.stack.readiness import is_ready
 from quotaquake.stack.state import Consumer, Endpoints, ServiceRecord, StackState, read_state, write_state
 from quotaquake.stack.status import ServiceHealth, stack_health
@@ -488,6 +490,14 @@ class LocalProvider:
         consumer = fresh_consumer(tier)
         insert_consumers(dsn, [consumer])
         return consumer
+
+    def reset_consumers(self, state: StackState, consumers: Sequence[Consumer]) -> None:
+        """Delete the limiter's keys of ``consumers`` in Redis (bucket and every month counter); the
+        limiter reads a missing key as a full bucket and 0 used (``services/limiter/keys.py``)."""
+        redis_url = state.require_endpoints().redis
+        if not redis_url:
+            raise StackError("redis", f"stack {state.stack_id} has no Redis endpoint to reset")
+        delete_limiter_state(redis_url, [c.id for c in consumers])
 
 
 def stop_stack_processes(state: StackState) -> None:

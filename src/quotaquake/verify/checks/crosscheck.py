@@ -1,7 +1,9 @@
-"""Server-side cross-check: the history's counts vs what the load balancer forwarded (Prometheus).
+"""Server-side cross-check: the history's counts vs what the gateway itself counted (Prometheus).
 
 History: requests with a status (a response arrived, so they went through the gateway) and 429s.
-Server: the LB's ``envoy_cluster_upstream_rq_total`` / 429 counter differences over the run window.
+Server: the LB's ``envoy_cluster_upstream_rq_total`` / 429 counter differences over the run window; for a
+Kong target its prometheus plugin's ``kong_http_requests_total`` (total and ``code="429"``, summed per
+replica, ``quotaquake.prometheus_kong``). A target that declares no Prometheus: not applicable.
 Each pair must agree within ``max(relative_tolerance x history count, absolute_tolerance)``.
 """
 

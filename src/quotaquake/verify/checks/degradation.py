@@ -9,6 +9,19 @@
 * recovery: from the rollback end to the last degraded marker or 503 <= ``max_recovery_s`` (unknown if
   the history does not reach that far past the rollback, or the fault was never rolled back).
 
+Kong 3.9 targets (``run.json``'s ``kong``; ``kong/plugins/rate-limiting/handler.lua:144-152``), for requests
+of rate-limited consumers (``verify.data.kong``) during a fault of the rate-limit store:
+
+* ``fail-open-unlimited`` (``fault_tolerant: true``): the plugin proxies without rate-limit headers and
+  without any limit. Declared: such pass-throughs exist, and none of those requests gets Kong's 500. Every
+  pass-through is an admission no quota bounded; the evidence counts them per consumer against its minute
+  limit, and the summary says so: this is what the target declares, not a bounded fail-open;
+* ``error-500`` (``fault_tolerant: false``): limited requests get 500 without rate-limit headers (kong/
+  init.lua:393-410), which are then not errors of the availability share; a headerless admission is a
+  failure (the plugin never lets one through);
+* recovery: to the last pass-through (or declared 500) after the rollback. With ``hide_client_headers``
+  pass-throughs cannot be told from limited admissions: declared behaviour and recovery are unknown.
+
 ``check_degraded_over_admission``: while degraded, each replica decides with its own bucket, so a
 consumer may get up to ``replicas x (C + r x (T + w))`` cost admitted in a fault window, T the span of
 its degraded decisions there and w its largest latency; more than that is a failure.
@@ -22,14 +35,18 @@ import pandas as pd
 
 from quotaquake.runfolder.models import Expectation, FaultWindow
 from quotaquake.verify.data.consumers import consumer_quotas
+from quotaquake.verify.data.kong import KongRows, kong_rows
 from quotaquake.verify.data.outcomes import ADMITTED, outcome_classes
 from quotaquake.verify.data.rundata import RunData, fault_bounds_ns
 from quotaquake.verify.thresholds import Thresholds
-from quotaquake.verify.verdict import Status, Verdict, compose
+from quotaquake.verify.verdict import NOT_APPLICABLE, Status, Verdict, compose
 
 CHECK = "degradation"
 BOUND_CHECK = "degraded-over-admission"
 I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+KONG_EXPECTATIONS = (Expectation.FAIL_OPEN_UNLIMITED, Expectation.ERROR_500)
+RATE_LIMIT_COLUMNS = ("rl_limit", "rl_remaining", "rl_reset", "retry_after", "rl_remaining_month", "rl_window_limit")
 
 
 def check_degradation(run: RunData, thresholds: Thresholds) -> Verdict:
@@ -39,7 +56,10 @@ def check_degradation(run: RunData, thresholds: Thresholds) -> Verdict:
     rows = [_judge_fault(run, thresholds, window) for window in run.faults]
     status = compose(row["status"] for row in rows)  # type: ignore[misc]
     problems = [f"{row['fault']}: {row['problems']}" for row in rows if row["problems"]]
+    unbounded = [f"{row['fault']}: {row['unbounded']}" for row in rows if row.get("unbounded")]
     summary = "; ".join(problems) if problems else f"{len(rows)} fault(s) handled as declared"
+    if unbounded:
+        summary += "; " + "; ".join(unbounded)
     return Verdict(CHECK, status, summary, rows)
 
 
@@ -50,6 +70,8 @@ def _judge_fault(run: RunData, thresholds: Thresholds, window: FaultWindow) -> d
     start, end = fault_bounds_ns(window)
     inside = (sent >= start) & (sent <= end)
     n = int(inside.sum())
+    if window.expect in KONG_EXPECTATIONS:
+        return _judge_kong_fault(run, thresholds, window, inside)
     fail_closed = window.expect is Expectation.FAIL_CLOSED
     declared_503 = (status == 503) & run.degraded if fail_closed else np.zeros(len(status), dtype=np.bool_)
     errors = ((status == 0) | (status >= 500)) & ~declared_503 & inside
@@ -76,7 +98,7 @@ def _judge_fault(run: RunData, thresholds: Thresholds, window: FaultWindow) -> d
         problems.append(f"availability {availability:.2%} < {limits.min_availability:.2%}")
     if window.expect in (Expectation.FAIL_OPEN_LOCAL, Expectation.FAIL_CLOSED):
         problems += _declared_behaviour(fail_closed, share_503, degraded_admitted, limits.max_fail_open_503_ratio)
-    recovery = _recovery_s(run, window, status, limits.max_recovery_s)
+    recovery = _recovery_s(run, window, run.degraded | (status == 503), limits.max_recovery_s)
     row["recovery_s"] = recovery
     if recovery is None:
         unknown.append("recovery not observable")
@@ -98,8 +120,8 @@ def _declared_behaviour(fail_closed: bool, share_503: float, degraded_admitted: 
     return problems
 
 
-def _recovery_s(run: RunData, window: FaultWindow, status: npt.NDArray[np.int32], run_limit: float) -> float | None:
-    """Seconds from the rollback end to the last degraded marker / 503 after it (0 if none)."""
+def _recovery_s(run: RunData, window: FaultWindow, degraded: Bools, run_limit: float) -> float | None:
+    """Seconds from the rollback end to the last response after it that was still ``degraded`` (0 if none)."""
     if window.end is None:
         return None
     _, end = fault_bounds_ns(window)
@@ -107,7 +129,7 @@ def _recovery_s(run: RunData, window: FaultWindow, status: npt.NDArray[np.int32]
     after = sent > end
     if not after.any():
         return None
-    marked = after & (run.degraded | (status == 503))
+    marked = after & degraded
     horizon = int(sent[-1])
     last = int(sent[np.flatnonzero(marked)[-1]]) if marked.any() else end
     recovery = (last - end) / 1e9
@@ -118,6 +140,12 @@ def _recovery_s(run: RunData, window: FaultWindow, status: npt.NDArray[np.int32]
 
 def check_degraded_over_admission(run: RunData, thresholds: Thresholds) -> Verdict:
     """Admitted cost of degraded decisions per consumer and fault window <= replicas x (C + r (T + w))."""
+    if run.info.model == "kong":
+        reason = (
+            "Kong has no bounded degraded mode: with fault_tolerant its plugin admits without any limit while the "
+            "store is down (handler.lua:144-152), without it answers 500; the degradation check judges either"
+        )
+        return Verdict(BOUND_CHECK, NOT_APPLICABLE, reason, {"consumers": []})
     history = run.history
     classes = outcome_classes(np.asarray(history["status"]))
     rows = np.flatnonzero(run.degraded & (classes == ADMITTED))
@@ -177,3 +205,118 @@ def _window_index(sent: I64, faults: list[FaultWindow]) -> I64:
 
 def _window_name(faults: list[FaultWindow], index: int) -> str:
     return faults[index].name if index >= 0 else "outside fault windows"
+
+
+# ------------------------------------------------------------------------------------------------- Kong
+
+
+def _judge_kong_fault(run: RunData, thresholds: Thresholds, window: FaultWindow, inside: Bools) -> dict[str, object]:
+    """A store fault of a Kong target: ``fail-open-unlimited`` or ``error-500`` (module docstring)."""
+    row: dict[str, object] = {
+        "fault": window.name,
+        "kind": str(window.kind),
+        "service": window.service,
+        "expect": str(window.expect),
+        "requests": int(inside.sum()),
+    }
+    spec = run.info.kong
+    if spec is None:
+        return {
+            **row,
+            "status": "unknown",
+            "problems": "run.json has no kong section: what the plugin declares is unknown",
+        }
+    if not inside.any():
+        return {**row, "status": "unknown", "problems": "no requests during the fault"}
+    kong = kong_rows(run, spec)
+    status = np.asarray(run.history["status"])
+    limited = kong.limited
+    headerless = _without_rate_limit_headers(run)
+    passed = (status > 0) & (status < 500) & (status != 401) & (status != spec.error_code)
+    pass_through = limited & passed & headerless
+    declared_500 = limited & (status == 500) & headerless & (window.expect is Expectation.ERROR_500)
+    errors = ((status == 0) | (status >= 500)) & ~declared_500 & inside
+    availability = 1.0 - int(errors.sum()) / int(inside.sum())
+    row |= {
+        "availability": availability,
+        "limited_requests": int((limited & inside).sum()),
+        "pass_through": int((pass_through & inside).sum()),
+        "declared_500": int((declared_500 & inside).sum()),
+    }
+    problems: list[str] = []
+    unknown: list[str] = []
+    if availability < thresholds.degradation.min_availability:
+        problems.append(f"availability {availability:.2%} < {thresholds.degradation.min_availability:.2%}")
+    if spec.hide_client_headers:
+        unknown.append("hide_client_headers: a pass-through cannot be told from a limited admission")
+    elif not (limited & inside).any():
+        unknown.append("no request of a rate-limited consumer during the fault")
+    else:
+        problems += _kong_declared(window.expect, pass_through & inside, declared_500 & inside)
+    marked = limited & (pass_through | declared_500)
+    recovery = (
+        None if spec.hide_client_headers else _recovery_s(run, window, marked, thresholds.degradation.max_recovery_s)
+    )
+    row["recovery_s"] = recovery
+    if recovery is None:
+        unknown.append("recovery not observable")
+    elif recovery > thresholds.degradation.max_recovery_s:
+        problems.append(f"recovery {recovery:.1f} s > {thresholds.degradation.max_recovery_s:g} s")
+    if window.expect is Expectation.FAIL_OPEN_UNLIMITED:
+        row["unbounded_by_consumer"] = _unbounded(run, kong, pass_through & inside)
+        row["unbounded"] = _unbounded_summary(row["unbounded_by_consumer"])
+    verdict: Status = "fail" if problems else ("unknown" if unknown else "pass")
+    return {**row, "status": verdict, "problems": "; ".join(problems + unknown)}
+
+
+def _kong_declared(expect: Expectation, pass_through: Bools, declared_500: Bools) -> list[str]:
+    if expect is Expectation.FAIL_OPEN_UNLIMITED:
+        if pass_through.any():
+            return []
+        return ["fault_tolerant plugin but every limited request during the store fault was still decided by it"]
+    problems = [] if declared_500.any() else ["fault_tolerant is false but no limited request got 500"]
+    if pass_through.any():
+        problems.append(f"fault_tolerant is false but {int(pass_through.sum())} limited request(s) passed unlimited")
+    return problems
+
+
+def _without_rate_limit_headers(run: RunData) -> Bools:
+    present = np.zeros(len(run.history), dtype=np.bool_)
+    for column in RATE_LIMIT_COLUMNS:
+        present |= np.isfinite(np.asarray(run.history[column], dtype=np.float64))
+    return ~present
+
+
+def _unbounded(run: RunData, kong: KongRows, pass_through: Bools) -> list[dict[str, object]]:
+    """Per limited counter: requests admitted without any limit during the fault, their span, and the minute
+    limit they bypassed."""
+    sent = np.asarray(run.history["sent_ns"])
+    table = []
+    for k, identity in enumerate(kong.identities):
+        mine = pass_through & (kong.identity == k)
+        if not mine.any():
+            continue
+        span_s = (int(sent[mine].max()) - int(sent[mine].min())) / 1e9
+        table.append(
+            {
+                "consumer": identity.name,
+                "tier": identity.tier,
+                "admitted_unlimited": int(mine.sum()),
+                "span_s": round(span_s, 3),
+                "minute_limit": identity.limits.get("minute"),
+            }
+        )
+    return sorted(table, key=lambda r: -int(str(r["admitted_unlimited"])))[:50]
+
+
+def _unbounded_summary(table: object) -> str:
+    if not isinstance(table, list) or not table:
+        return ""
+    total = sum(int(r["admitted_unlimited"]) for r in table)
+    top = table[0]
+    limit = top["minute_limit"]
+    limit_text = f", its minute limit {limit}" if limit is not None else ""
+    return (
+        f"{total} request(s) of {len(table)} limited consumer(s) admitted with no limit (fault_tolerant, as "
+        f"declared; e.g. {top['consumer']}: {top['admitted_unlimited']} in {top['span_s']:g} s{limit_text})"
+    )

@@ -1,4 +1,4 @@
-"""Rate-limit header compliance.
+"""Rate-limit header compliance (Kong 3.9 targets: ``headers_kong``, Kong's header set and formulas).
 
 * every 429 carries ``Retry-After`` (>= 0 s);
 * ``Limit`` equals the tier's ``per_minute``; unlimited tiers carry no rate-limit headers;
@@ -19,6 +19,7 @@ import numpy.typing as npt
 from numba import njit
 
 from quotaquake.verify.checks.evidence import first_rows_per_consumer
+from quotaquake.verify.checks.headers_kong import check_kong_headers
 from quotaquake.verify.data.consumers import ConsumerQuotas, consumer_quotas
 from quotaquake.verify.data.rundata import RunData
 from quotaquake.verify.models.fixed_window import MINUTE_NS
@@ -40,6 +41,8 @@ PROBLEMS: tuple[str, ...] = (
 
 
 def check_headers(run: RunData, thresholds: Thresholds) -> Verdict:
+    if run.info.model == "kong":
+        return check_kong_headers(run, CHECK)  # Kong's own header set and formulas
     history = run.history
     quotas = consumer_quotas(run)
     codes = np.asarray(history["consumer"].cat.codes)

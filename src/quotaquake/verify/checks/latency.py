@@ -48,12 +48,13 @@ from quotaquake.verify.data.phases import phase_codes, phase_labels
 from quotaquake.verify.data.rundata import RunData
 from quotaquake.verify.data.warmup import NS_PER_S, Warmup
 from quotaquake.verify.thresholds import Thresholds
-from quotaquake.verify.verdict import Status, Verdict
+from quotaquake.verify.verdict import NOT_APPLICABLE, Status, Verdict
 
 CHECK = "latency"
 LIMITER_CHECK = "limiter-latency"
 SLO_Q = 95.0
 LIMITER_Q = 99.0
+KONG_LATENCY = "kong_latency_ms"  # Kong's prometheus plugin: latency added by Kong and its plugins (exporter.lua:113)
 F64 = npt.NDArray[np.float64]
 
 
@@ -357,9 +358,19 @@ def check_limiter_latency(run: RunData, thresholds: Thresholds) -> Verdict:
     """The limiter's decision-time p99 over the run (Prometheus histogram) < ``slo.limiter_decision_p99_ms``,
     judged from the bucket counts when the snapshot has them (else from the point estimate), with the
     contention rule of the module docstring (q = 99, ``contention.limiter_hops`` waits; the limiter runs
-    on the stack's machine, so contention here excuses nothing for a remote target)."""
+    on the stack's machine, so contention here excuses nothing for a remote target).
+
+    Not applicable when the target declares no Prometheus. Kong (``model: kong``): its own
+    ``kong_kong_latency_ms`` histogram (every plugin's time, rate-limiting included) bounds the decision time
+    from above: pass when that bound shows the p99 under the limit, else unknown (never fail: the
+    rate-limiting plugin's share of Kong's time is not measured)."""
     snapshot = run.prometheus
     limit = thresholds.slo.limiter_decision_p99_ms
+    if snapshot is None and run.info.prometheus_url is None:
+        reason = "the target declares no Prometheus: the rate-limit decision time is not measurable"
+        return Verdict(LIMITER_CHECK, NOT_APPLICABLE, reason, {"limit_ms": limit})
+    if run.info.model == "kong" and snapshot is not None and not snapshot.error:
+        return _kong_latency_bound(snapshot.latency_buckets.get(KONG_LATENCY), limit, thresholds.slo.confidence)
     p99 = None if snapshot is None else snapshot.decision_p99_ms
     evidence: dict[str, object] = {"decision_p99_ms": p99, "limit_ms": limit}
     if snapshot is None:
@@ -447,6 +458,28 @@ def _why_fail(window: HostWindow, snapshot: PrometheusSnapshot, limit: float) ->
 
 def _ms(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.2f}"
+
+
+def _kong_latency_bound(buckets: dict[str, float] | None, limit: float, confidence: float) -> Verdict:
+    """p99 of Kong's own latency against the limit, from its histogram (``le`` in ms) as ``judge_histogram``
+    judges the limiter's: a pass there is a pass here (the plugin's time is a part of it); anything else
+    decides nothing about the plugin."""
+    in_seconds = {le if le == "+Inf" else repr(float(le) / 1e3): count for le, count in (buckets or {}).items()}
+    judged = judge_histogram(in_seconds, LIMITER_Q, limit, confidence) if in_seconds else None
+    evidence: dict[str, object] = {"limit_ms": limit, "kong_latency_buckets_ms": buckets}
+    if judged is None:
+        return Verdict(LIMITER_CHECK, "unknown", f"no {KONG_LATENCY} histogram over the run in the snapshot", evidence)
+    evidence.update({"p99_bounds_ms": [judged.low_ms, judged.high_ms], "requests": judged.n})
+    if judged.status == "pass":
+        bound = "" if judged.high_ms is None else f" <= {judged.high_ms:g} ms"
+        summary = f"Kong's own latency (all plugins) p99{bound}, within {limit:g} ms ({confidence:.0%})"
+        return Verdict(LIMITER_CHECK, "pass", summary, evidence)
+    summary = (
+        f"Kong's own latency (all plugins) does not show a p99 within {limit:g} ms, and the rate-limiting plugin's "
+        "share of it is not measured (per-plugin timings would decide: Kong's request debugging, "
+        "kong.conf.default:2240)"
+    )
+    return Verdict(LIMITER_CHECK, "unknown", summary, evidence)
 
 
 @njit(cache=True)

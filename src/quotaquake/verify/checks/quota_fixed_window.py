@@ -1,9 +1,15 @@
-"""Quota accuracy against the fixed-window model (Kong-style targets: ``run.model == "fixed-window"``).
+"""Quota accuracy against a generic fixed-window model (``run.model == "fixed-window"``).
 
-Per consumer and UTC minute, admitted requests <= the tier's ``per_minute`` (each request counts 1: no
-burst, no costs); per UTC month, admitted requests + seeded usage <= ``per_month``. Timing tolerance and
-false rejections: see ``quotaquake.verify.models.fixed_window``. Rows marked degraded or inside fault windows are
-excluded (with Redis down Kong's ``fault_tolerant`` mode proxies unlimited, judged elsewhere).
+Kong 3.9 targets are judged by their own model (``model: kong``, ``quota_kong``: exact for Redis, with
+rejected requests counted, headers and fault windows as Kong handles them). This generic model stays for
+run folders recorded before it and for fixed-window targets that declare nothing else; it assumes only what
+any fixed-window limiter does, so it is looser than Kong 3.9 needs: per consumer and UTC minute, admitted
+requests <= the tier's ``per_minute`` (each request counts 1: no burst, no costs); per UTC month, admitted
+requests + seeded usage <= ``per_month`` (a limiter that also counts rejections, like Kong 3.9, stops earlier,
+which this bound does not see). What the target cannot express of the policy (costs, burst, exemptions) is
+listed by the ``policy-expressiveness`` verdict, not passed here. Timing tolerance and false rejections:
+see ``quotaquake.verify.models.fixed_window``. Rows marked degraded or inside fault windows are excluded
+(judged by the degradation check).
 """
 
 from __future__ import annotations

@@ -42,11 +42,27 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "rl_reset",
     "retry_after",
     "upstream_ms",
+    "rl_limit_month",
+    "rl_remaining_month",
+    "rl_window_limit",
+    "rl_window_remaining",
 )
 VERIFY_COLUMNS: tuple[str, ...] = NUMERIC_COLUMNS + CATEGORY_COLUMNS
-# Held as float32 (exact for the integers and short decimals they carry) to save 4 bytes/row each;
-# latencies and times stay 64-bit.
-FLOAT32_COLUMNS: frozenset[str] = frozenset({"cost", "rl_limit", "rl_remaining", "rl_reset", "retry_after"})
+# Held as float32 (exact for the integers up to 2**24 and short decimals they carry) to save 4 bytes/row
+# each; latencies and times stay 64-bit.
+FLOAT32_COLUMNS: frozenset[str] = frozenset(
+    {
+        "cost",
+        "rl_limit",
+        "rl_remaining",
+        "rl_reset",
+        "retry_after",
+        "rl_limit_month",
+        "rl_remaining_month",
+        "rl_window_limit",
+        "rl_window_remaining",
+    }
+)
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -65,6 +81,7 @@ class RunData:
     chaos_ran: bool = False  # an experiment was part of the run (faults.json exists, maybe empty)
     probe_statuses: list[int | None] = field(default_factory=list)  # chaos probes' own gateway requests
     probe_times: list[float] = field(default_factory=list)  # when each of them was answered (epoch s)
+    probe_consumers: list[str | None] = field(default_factory=list)  # whose key each of them carried
     probe_ledger: bool = False  # the experiment's probes recorded their requests (a ledger exists)
     host: list[HostSample] = field(default_factory=list)  # the machine each second (host.jsonl); none if unsampled
 
@@ -122,6 +139,7 @@ def load_run(run_dir: Path) -> RunData:
         chaos_ran=folder.had_experiment(),
         probe_statuses=[p.status for p in probes],
         probe_times=[p.t for p in probes],
+        probe_consumers=[p.consumer for p in probes],
         probe_ledger=folder.probe_ledger.is_file(),
         host=folder.read_host_samples(),
     )

@@ -172,6 +172,9 @@ class ConsumerRequests:
     ``known_start``: per period, True when the run established that the window holding the consumer's first
     request started at 0 (a consumer provisioned fresh for the run). Windows that begin after the first
     request always start at 0; the others start at an unknown count >= 0.
+    ``seeded``: per period, ``(window_start_ns, count)``: the run set that window's counter to exactly
+    ``count`` before the first request (e.g. the quota-month scenario writing Kong's month key), so it starts
+    there, known.
     """
 
     sent_ns: I64
@@ -179,6 +182,7 @@ class ConsumerRequests:
     latency_ms: F64
     remaining: Mapping[str, F64] = field(default_factory=dict)
     known_start: Mapping[str, bool] = field(default_factory=dict)
+    seeded: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.sent_ns)
@@ -479,6 +483,7 @@ def _no_stop_period(requests: ConsumerRequests, config: KongRateLimiting, classe
 class _PeriodView:
     """The windows of one period and which requests may belong to each.
 
+    ``known``: windows whose start count the run established, ``start_counts`` that count (0 unless seeded).
     ``lo``/``hi``: first and last possible window index of each request (-1: ignored). ``kind`` is the
     request kind for this period: a request whose window cannot be pinned to two adjacent windows, or that
     may fall in the tail of a month/year counter that can expire early, is demoted to free and unjudged.
@@ -490,6 +495,7 @@ class _PeriodView:
     starts: I64
     ends: I64
     known: Bools
+    start_counts: I64
     lo: I64
     hi: I64
     kind: npt.NDArray[np.int8]
@@ -503,7 +509,14 @@ class _PeriodView:
         return self.pair_req[lo:hi], self.pair_certain[lo:hi]
 
 
-def _period_view(period: str, limit: int, timing: _Timing, classes: _Classes, known_fresh: bool) -> _PeriodView:
+def _period_view(
+    period: str,
+    limit: int,
+    timing: _Timing,
+    classes: _Classes,
+    known_fresh: bool,
+    seeded: tuple[int, int] | None = None,
+) -> _PeriodView:
     active = classes.kind != _IGNORED
     lo_start = window_start_ns(period, timing.earliest)
     hi_start = window_start_ns(period, timing.latest)
@@ -518,9 +531,15 @@ def _period_view(period: str, limit: int, timing: _Timing, classes: _Classes, kn
     kind[demoted] = _FREE
     first_sent = int(timing.sent[active].min()) if bool(active.any()) else 0
     known = np.asarray(np.full(len(starts), known_fresh) | (starts > first_sent), dtype=np.bool_)
+    start_counts = np.zeros(len(starts), dtype=np.int64)
+    if seeded is not None:
+        at = np.flatnonzero(starts == seeded[0])
+        known[at], start_counts[at] = True, seeded[1]
     pair_req, pair_win, certain = _membership_pairs(lo, hi, active)
     offsets = np.searchsorted(pair_win, np.arange(len(starts) + 1)).astype(np.int64)
-    return _PeriodView(period, limit, starts, ends, known, lo, hi, kind, demoted, pair_req, certain, offsets)
+    return _PeriodView(
+        period, limit, starts, ends, known, start_counts, lo, hi, kind, demoted, pair_req, certain, offsets
+    )
 
 
 def _in_counter_tail(period: str, starts: I64, ends: I64, lo: I64, hi: I64, latest: I64) -> Bools:
@@ -586,7 +605,8 @@ def _sync_facts(view: _PeriodView, observed: _Observed, timing: _Timing, w: int)
     lb = _certainly_before(sent, done[counted & certain], 0)
     ub = _possibly_before(done, sent[possible], possible)
     if bool(view.known[w]):
-        return _WindowFacts(members, certain, lb, ub, 0, 0.0, 0.0, False)
+        c0 = int(view.start_counts[w])
+        return _WindowFacts(members, certain, lb, ub, c0, float(c0), float(c0), False)
     exact = observed.exact[members]
     pinned = certain & counted & np.isfinite(exact)
     header_lo = max(0.0, float(np.max(exact[pinned] - ub[pinned], initial=0.0)))
@@ -610,8 +630,9 @@ def _lagged_facts(view: _PeriodView, timing: _Timing, w: int, config: KongRateLi
     lag = round(config.increment_lag_ms * NS_PER_MS)
     lb = _certainly_before(sent, done[certain & (kind == _ADMITTED)], lag)
     ub = _possibly_before(done, sent[possible], possible) * (2 if asynchronous else 1)
-    c0_max = 0.0 if bool(view.known[w]) else math.inf
-    return _WindowFacts(members, certain, lb, ub, 0, c0_max, math.inf, False)
+    c0 = int(view.start_counts[w]) if bool(view.known[w]) else 0
+    c0_max = float(c0) if bool(view.known[w]) else math.inf
+    return _WindowFacts(members, certain, lb, ub, c0, c0_max, math.inf, False)
 
 
 # ------------------------------------------------------------------------------- window chain bound
@@ -1002,10 +1023,10 @@ class _WindowWitness:
 
 
 def _start_candidates(jobs: _Jobs, limit: int, fact: _WindowFacts, known: bool) -> list[int]:
-    """Counts at the window start worth trying: 0 when known; else around the header evidence and the
-    values that make the admissions fill the window exactly (a 429 needs count >= limit)."""
+    """Counts at the window start worth trying: the known count (0 unless seeded); else around the header
+    evidence and the values that make the admissions fill the window exactly (a 429 needs count >= limit)."""
     if known:
-        return [0]
+        return [fact.c0_min]
     top = limit if math.isinf(fact.header_c0_max) else min(limit, int(fact.header_c0_max))
     admitted = sum(1 for i, m in enumerate(jobs.mandatory) if m and jobs.hi[i] <= limit - 1)
     if admitted:
@@ -1401,7 +1422,7 @@ def _reached_in_reading(
         starts = np.sort(timing.sent[inside])
         rejected = np.flatnonzero((view.kind == _REJECTED) & (view.lo <= w) & (view.hi >= w))
         before = np.searchsorted(starts, timing.done[rejected], side="right") - (window[rejected] == w)
-        reached[rejected[factor * before >= view.limit]] = True
+        reached[rejected[factor * before + int(view.start_counts[w]) >= view.limit]] = True
     return reached
 
 
@@ -1421,7 +1442,9 @@ def judge_consumer(
     classes = _classify(requests, config, options)
     observed = {p: _observe(requests, config, classes, p) for p in config.periods}
     views = {
-        p: _period_view(p, int(config.limits[p]), timing, classes, bool(requests.known_start.get(p, False)))
+        p: _period_view(
+            p, int(config.limits[p]), timing, classes, bool(requests.known_start.get(p, False)), requests.seeded.get(p)
+        )
         for p in config.periods
     }
     flags = np.zeros(len(classes.kind), dtype=np.uint8)
