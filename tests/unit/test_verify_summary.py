@@ -107,6 +107,20 @@ def test_quota_counters_come_from_the_verdict_and_are_lower_bounds_when_it_is_un
     assert not ((listed.metric == "qq_over_admitted_cost") & (listed.tags != "")).any()
 
 
+def test_kong_windows_give_lower_bounds_unless_the_verdict_passed() -> None:
+    def table(excess: int) -> dict[str, object]:
+        windows = [{"min_excess_admissions": excess, "min_false_rejections": 0}, {"min_excess_admissions": excess}]
+        return {"consumers": [{"consumer": "pro-1", "tier": "pro", "windows": windows}]}
+
+    run = run_data(frame_from_rows(ROWS), POLICY)
+    failed = summarize(run, NO_WARMUP, [Verdict("quota-accuracy", "fail", "over", table(2))])
+    over = row(failed, "qq_over_admitted_cost", "tier:pro", "count")
+    assert (over.value, over.low, over.high) == (4.0, 4.0, math.inf)  # at least 4 requests over Kong's limit
+    passed = summarize(run, NO_WARMUP, [Verdict("quota-accuracy", "pass", "ok", table(0))])
+    exact = row(passed, "qq_over_admitted_cost", "", "count")
+    assert (exact.value, exact.low, exact.high) == (0.0, 0.0, 0.0)
+
+
 def test_limiter_rows_are_bounded_by_bucket_edges() -> None:
     buckets = {"0.001": 900.0, "0.002": 995.0, "0.005": 1000.0, "+Inf": 1000.0}
     snapshot = PrometheusSnapshot(

@@ -15,7 +15,7 @@ One row per (metric, tags, aggregation), with its sample size and one-sided boun
   bounds being bucket edges (the p50/p99 values are Prometheus' own estimates, as the limiter check shows);
 * ``qq_over_admitted_cost``, ``qq_false_rejections``: the quota verdict's totals, per tier when its
   consumer table lists every offender; exact when the verdict decided, a lower bound (``high`` infinite)
-  when it is unknown;
+  when it is unknown (Kong's model: the requests its windows prove at least, exact only when it passed);
 * ``qq_fault_availability``, ``qq_recovery_s``: per fault and over all faults, from the degradation verdict
   (an unobservable recovery makes the longest recovery a lower bound);
 * ``qq_host_other_cpu``, ``qq_host_cpu_pressure``: the machine over the load (``host.jsonl``), which the
@@ -54,6 +54,7 @@ from quotaquake.gate.summary import (
 )
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.models import AbortRecord
+from quotaquake.verify.checks.evidence import MAX_CONSUMERS
 from quotaquake.verify.data.contention import host_window
 from quotaquake.verify.data.outcomes import error_mask
 from quotaquake.verify.data.phases import phase_codes, phase_labels
@@ -284,34 +285,52 @@ def _verdict(verdicts: Iterable[Verdict], check: str) -> Verdict | None:
 
 
 def quota_rows(run: RunData, verdicts: Sequence[Verdict]) -> tuple[list[SummaryRow], dict[str, tuple[Status, str]]]:
-    """Over-admitted cost and false 429s from the quota verdict (module docstring)."""
+    """Over-admitted cost and false 429s from the quota verdict (module docstring). Kong's model counts
+    requests per window and proves at least ``min_excess_admissions`` / ``min_false_rejections`` in each: the
+    sums are exact when the verdict passed (every window proven) and lower bounds otherwise."""
     verdict = _verdict(verdicts, QUOTA_CHECK)
     evidence = verdict.evidence if verdict is not None else None
     names = ("qq_over_admitted_cost", "qq_false_rejections")
-    if verdict is None or not isinstance(evidence, dict) or "over_admitted_cost" not in evidence:
-        reason = "the quota check did not run" if verdict is None else f"the quota check: {verdict.summary}"
-        return [], {name: ("unknown", reason) for name in names}
-    observed = len(run.history)
-    table = evidence.get("consumers")
+    table = evidence.get("consumers") if isinstance(evidence, dict) else None
     consumers = [row for row in table if isinstance(row, dict)] if isinstance(table, list) else []
+    if verdict is None or not isinstance(evidence, dict):
+        return [], {name: ("unknown", "the quota check did not run") for name in names}
+    if "over_admitted_cost" in evidence:  # token bucket, fixed window: totals and per consumer
+        keys, exact = ("over_admitted_cost", "false_rejections"), verdict.status != "unknown"
+        totals = [float(str(evidence.get(key) or 0.0)) for key in keys]
+        listed = [[(str(row.get("tier")), float(str(row.get(key) or 0.0))) for row in consumers] for key in keys]
+    elif consumers and all("windows" in row for row in consumers):  # Kong: lower bounds per window
+        keys, exact = ("min_excess_admissions", "min_false_rejections"), verdict.status == "pass"
+        listed = [[(str(row.get("tier")), _window_total(row, key)) for row in consumers] for key in keys]
+        totals = [sum(value for _, value in pairs) for pairs in listed]
+        if len(consumers) >= MAX_CONSUMERS and not exact:
+            listed = [[], []]  # the evidence may list only some counters: totals only
+    else:
+        return [], {name: ("unknown", f"the quota check: {verdict.summary}") for name in names}
+    observed = len(run.history)
     tiers = sorted(tag_value(str(t)) for t in run.history["tier"].cat.categories)
     rows: list[SummaryRow] = []
-    for metric, key in zip(names, ("over_admitted_cost", "false_rejections"), strict=True):
-        total = float(str(evidence.get(key) or 0.0))
-        rows.append(_bounded_count(metric, (), total, observed, verdict.status))
-        listed = [(tag_value(str(row.get("tier"))), float(str(row.get(key) or 0.0))) for row in consumers]
-        if not math.isclose(sum(value for _, value in listed), total, rel_tol=1e-9, abs_tol=1e-9):
+    for metric, total, pairs in zip(names, totals, listed, strict=True):
+        rows.append(_bounded_count(metric, (), total, observed, exact))
+        if not math.isclose(sum(value for _, value in pairs), total, rel_tol=1e-9, abs_tol=1e-9):
             continue  # the evidence lists only some offenders: no per-tier breakdown
         for tier in tiers:
-            value = sum(v for t, v in listed if t == tier)
-            rows.append(_bounded_count(metric, (("tier", tier),), value, observed, verdict.status))
+            value = sum(v for t, v in pairs if tag_value(t) == tier)
+            rows.append(_bounded_count(metric, (("tier", tier),), value, observed, exact))
     return rows, {}
 
 
-def _bounded_count(metric: str, tags: Tags, value: float, observed: int, status: Status) -> SummaryRow:
-    """A count row, exact when its verdict decided; a lower bound (``high`` infinite) when it is unknown."""
+def _window_total(row: dict[object, object], key: str) -> float:
+    windows = row.get("windows")
+    if not isinstance(windows, list):
+        return 0.0
+    return float(sum(float(str(w.get(key) or 0)) for w in windows if isinstance(w, dict)))
+
+
+def _bounded_count(metric: str, tags: Tags, value: float, observed: int, exact: bool) -> SummaryRow:
+    """A count row, exact when its verdict decided it; else a lower bound (``high`` infinite)."""
     (row,) = counter_rows(metric, tags, value, observed)
-    if status == "unknown":
+    if not exact:
         return SummaryRow(row.metric, row.tags, row.aggregation, row.value, row.n, row.value, math.inf, 1.0)
     return row
 
