@@ -100,6 +100,7 @@ def stack_policy(state: StackState, request: RunRequest) -> Policy:
 
 def record_run(request: RunRequest, console: Console) -> RunFolder:
     """Validate, run the load (and chaos) against a stack and write the run folder; returns it."""
+    from quotaquake.gate.abort import aborting
     from quotaquake.load.host import sampling_host
     from quotaquake.load.runner import choose_processes
     from quotaquake.load.safety import check_target
@@ -126,9 +127,11 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         info = run_info(context)
         folder.write_info(info)
         info = established_initial_state(context, info)
-        with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
+        # host.jsonl: the machine while the load runs; abortOnFail thresholds judged meanwhile (gate.abort)
+        with sampling_host(folder, context.state_path), aborting(context) as aborter:
             exit_code = drive_load(context)
-        info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code})
+        aborted = None if aborter is None else aborter.record
+        info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code, "aborted": aborted})
         folder.write_info(info)
         snapshot_server_side(context, info)
     return folder
@@ -285,8 +288,11 @@ def verify_and_report(
     *,
     journal: Path | None = None,
     state_path: Path | None = None,
+    baseline: Path | None = None,
+    commit: str | None = None,
 ) -> int:
-    """Check a run folder, render index.html + junit.xml, print the verdicts; return the exit code."""
+    """Check a run folder, render index.html + junit.xml, print the verdicts; return the exit code. With
+    ``baseline``, append the run's summary (and identity: ``commit``, machine, stack) to that store."""
     from quotaquake.report import render_report
     from quotaquake.verify.engine import verify_run
 
@@ -301,6 +307,12 @@ def verify_and_report(
     report = render_report(folder, outcome)
     print_verdicts(outcome, console)
     console.print(f"report: {report}")
+    if baseline is not None:
+        from quotaquake.gate.identity import append_run
+
+        statuses = {v.check: str(v.status) for v in outcome.verdicts}
+        stored = append_run(folder, baseline, statuses, str(outcome.status), commit)
+        console.print(f"baseline: {stored}")
     return int(outcome.exit_code)
 
 
