@@ -140,18 +140,12 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
 def run_info(context: RunContext) -> RunInfo:
     request, state = context.request, context.state
     return RunInfo(
+        **state.target_facts(),
         run_id=context.run_id,
         scenario=str(request.scenario),
         target_rate=request.rate,
         duration_s=request.duration_s,
         started_at=datetime.now(UTC),
-        provider=state.provider,
-        stack_id=state.stack_id,
-        prometheus_url=state.require_endpoints().prometheus,
-        replicas=state.replicas,
-        defect=state.defect,
-        model=state.model,
-        kong=state.kong,
         policy=context.policy,
         command=["quotaquake", *sys.argv[1:]],
         locust_processes=context.processes,

@@ -124,6 +124,18 @@ class StackState(BaseModel):
     def consumers_of(self, tier: str) -> list[Consumer]:
         return [c for c in self.consumers if c.tier == tier]
 
+    def target_facts(self) -> dict[str, object]:
+        """What ``run.json`` records of the target a run ran against (``RunInfo``'s target fields)."""
+        return {
+            "provider": self.provider,
+            "stack_id": self.stack_id,
+            "prometheus_url": self.require_endpoints().prometheus,
+            "replicas": self.replicas,
+            "defect": self.defect,
+            "model": self.model,
+            "kong": self.kong,
+        }
+
     def require_endpoints(self) -> Endpoints:
         if self.endpoints is None:
             raise UsageError(f"stack {self.stack_id} has no endpoints yet (still starting?)")
