@@ -13,9 +13,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from quotaquake import defaults
 from quotaquake.config import load_model
 
-DEFAULT_THRESHOLDS_PATH = Path("stack/thresholds.yaml")
+DEFAULT_THRESHOLDS_PATH = defaults.THRESHOLDS
+"""The packaged ``stack/thresholds.yaml`` (``quotaquake.defaults``): the built-in defaults, written out."""
 
 NonNegative = Annotated[float, Field(ge=0.0)]
 PositiveMs = Annotated[float, Field(gt=0)]
