@@ -128,7 +128,14 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         info = established_initial_state(context, info)
         with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
             exit_code = drive_load(context)
-        info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code})
+        engine = folder.read_engine()
+        info = info.model_copy(
+            update={
+                "ended_at": datetime.now(UTC),
+                "load_exit_code": exit_code,
+                "engine_config_files": engine.config_files if engine is not None else [],
+            }
+        )
         folder.write_info(info)
         snapshot_server_side(context, info)
     return folder
@@ -152,6 +159,8 @@ def run_info(context: RunContext) -> RunInfo:
         policy=context.policy,
         command=["quotaquake", *sys.argv[1:]],
         locust_processes=context.processes,
+        config_file=str(request.config_file) if request.config_file else None,
+        settings=list(request.settings),
     )
 
 
@@ -286,8 +295,10 @@ def verify_and_report(
     journal: Path | None = None,
     state_path: Path | None = None,
 ) -> int:
-    """Check a run folder, render index.html + junit.xml, print the verdicts; return the exit code."""
+    """Check a run folder, render index.html + junit.xml, print the summary and the verdicts; return the
+    exit code."""
     from quotaquake.report import render_report
+    from quotaquake.report.console import print_summary
     from quotaquake.verify.engine import verify_run
 
     folder = RunFolder(run_dir)
@@ -299,6 +310,7 @@ def verify_and_report(
     complete_manual_run(folder, journal, state_path, console)
     outcome = verify_run(run_dir, thresholds)
     report = render_report(folder, outcome)
+    print_summary(folder, console)
     print_verdicts(outcome, console)
     console.print(f"report: {report}")
     return int(outcome.exit_code)
