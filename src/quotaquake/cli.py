@@ -20,7 +20,7 @@ import platform
 import re
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -29,16 +29,22 @@ from typing import Annotated, Any
 import typer
 import typer._click as click  # typer vendors click: its contexts and parameter sources
 import typer._click.exceptions as click_errors  # typer vendors click: its usage errors
-from pydantic import JsonValue
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
 from quotaquake import __version__, defaults
-from quotaquake.configfile import CONFIG_ENV_VAR, LOCUST_ARGS_KEY, Project, assign_env_vars, env_var, load_project
+from quotaquake.configfile import (
+    CONFIG_ENV_VAR,
+    Project,
+    applied_settings,
+    assign_env_vars,
+    load_project,
+    locust_arguments,
+    set_where,
+)
 from quotaquake.errors import ConfigError, UsageError
-from quotaquake.runfolder.models import CommandSetting
 from quotaquake.stack.lifecycle import Leftovers, clear_leftovers
 from quotaquake.stack.lock import StackLock
 from quotaquake.stack.processes import request_interrupt
@@ -177,64 +183,6 @@ def project_of(ctx: typer.Context) -> Project:
     return ctx.obj if isinstance(ctx.obj, Project) else Project(Path.cwd())
 
 
-def command_path(ctx: click.Context) -> tuple[str, ...]:
-    """The command's names below the root: ``("stack", "up")``."""
-    names: list[str] = []
-    while ctx.parent is not None:
-        names.insert(0, ctx.info_name or "")
-        ctx = ctx.parent
-    return tuple(names)
-
-
-def source_of(ctx: click.Context, project: Project, name: str) -> str:
-    """Where the value of parameter ``name`` came from, as ``CommandSetting.source`` says it."""
-    source = ctx.get_parameter_source(name)
-    param = next(p for p in ctx.command.params if p.name == name)
-    if source is click.core.ParameterSource.COMMANDLINE:
-        return "command line"
-    if source is click.core.ParameterSource.ENVIRONMENT:
-        return f"environment variable {param.envvar}"
-    if source is click.core.ParameterSource.DEFAULT_MAP and project.config is not None:
-        return f"config file {project.config.path} ({project.key_of(command_path(ctx), name)})"
-    return "default"
-
-
-def option_of(ctx: click.Context, name: str) -> str:
-    param = next(p for p in ctx.command.params if p.name == name)
-    opts = getattr(param, "opts", None) or [name]
-    return str(max(opts, key=len))
-
-
-def jsonable(value: object) -> JsonValue:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, str):
-        return masked(value) if "://" in value else value
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    return str(value)
-
-
-def applied_settings(
-    ctx: click.Context, project: Project, resolved: Mapping[str, tuple[object, str]]
-) -> tuple[CommandSetting, ...]:
-    """Every option of the command with its value and source; ``resolved`` replaces what the command
-    resolved itself (a default file found in the project, a scenario given by name)."""
-    settings = []
-    for param in ctx.command.params:
-        name = param.name
-        if not name or param.param_type_name != "option" or name not in ctx.params:
-            continue
-        value, source = ctx.params[name], source_of(ctx, project, name)
-        if name in resolved:
-            value, note = resolved[name]
-            source = note if source == "default" else f"{source} ({note})"
-        settings.append(CommandSetting(option=option_of(ctx, name), value=jsonable(value), source=source))
-    return tuple(settings)
-
-
 def default_file(given: Path | None, project: Project, relative: str, packaged: Path) -> tuple[Path, str | None]:
     """An option's file: as given, else the project's own (``stack/policy.yaml``), else the packaged one;
     and which default it is (``None``: as given)."""
@@ -246,7 +194,7 @@ def default_file(given: Path | None, project: Project, relative: str, packaged: 
 
 def print_config(project: Project) -> None:
     if project.config is not None:
-        console.print(f"config: {project.config.path}", markup=False, highlight=False)
+        console.print(f"config: {project.config.path}", markup=False, highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -261,18 +209,6 @@ def attributed(ctx: click.Context, project: Project) -> Iterator[None]:
         if where is not None:
             exc.args = (f"{exc} ({where})",)
         raise
-
-
-def set_where(ctx: click.Context, project: Project, name: str) -> str | None:
-    """``set by environment variable X`` / ``set in <file>: <key>`` for an option not typed, else ``None``."""
-    if not any(p.name == name for p in ctx.command.params):
-        return None
-    source = ctx.get_parameter_source(name)
-    if source is click.core.ParameterSource.ENVIRONMENT:
-        return f"set by environment variable {env_var(name)}"
-    if source is click.core.ParameterSource.DEFAULT_MAP and project.config is not None:
-        return f"set in {project.config.path}: {project.key_of(command_path(ctx), name)}"
-    return None
 
 
 def print_endpoints(state: StackState) -> None:
@@ -455,8 +391,9 @@ def run(
     """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
 
     Arguments after the options go to Locust (e.g. --qq-tiers free=1,pro=1); with --engine k6 only the
-    --qq-* scenario options apply (and --qq-max-vus). In quotaquake.toml, [run] locust-args = [...] holds
-    such arguments (they come first). Every option and where it came from is recorded in run.json.
+    --qq-* scenario options apply (and --qq-max-vus). In quotaquake.toml, [run] locust-args = [...] (or
+    $QUOTAQUAKE_LOCUST_ARGS) holds such arguments; they come first. Every option and where it came from is
+    recorded in run.json.
 
     Exit code: 0 pass, 1 fail, 3 unknown, 2 usage error.
     """
@@ -482,7 +419,10 @@ def run(
         thresholds_path, found = default_file(thresholds, project, defaults.THRESHOLDS_NAME, defaults.THRESHOLDS)
         if found:
             resolved["thresholds"] = (thresholds_path, found)
-        locust_args, locust_setting = extra_arguments(ctx, project)
+        locust_args, locust_setting = locust_arguments(ctx, project)
+        state_path = checked_state_path(state)
+        if state is None:
+            resolved["state"] = (state_path, "default")
         request = RunRequest(
             scenario=scenario_path,
             rate=rate,
@@ -494,7 +434,7 @@ def run(
             out=out,
             chaos=chaos_path,
             chaos_delay_s=parse_duration(chaos_delay, "--chaos-delay"),
-            state_path=checked_state_path(state),
+            state_path=state_path,
             policy_path=policy_path,
             thresholds=thresholds_path,
             processes=processes,
@@ -511,34 +451,8 @@ def run(
             if leftovers.experiment_stopped and previous is not None and previous.ready:
                 restore_healthy(request.state_path, previous, 60.0)  # a fault it left in place: undo it first
             folder = record_run(request, console)
-    console.print(f"run folder: {folder.path}")
+    console.print(f"run folder: {folder.path}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(verify_and_report(folder.path, thresholds_path, console))
-
-
-LOCUST_ARGS_ENV_VAR = env_var(LOCUST_ARGS_KEY)
-
-
-def extra_arguments(ctx: click.Context, project: Project) -> tuple[tuple[str, ...], CommandSetting]:
-    """Locust's arguments: the file's ``locust-args`` (or ``$QUOTAQUAKE_LOCUST_ARGS``, split like a shell
-    would) first, then those after the options (later ones win in Locust's parser); and their setting."""
-    import os
-    import shlex
-
-    typed = tuple(ctx.args)
-    from_env = os.environ.get(LOCUST_ARGS_ENV_VAR)
-    if from_env:
-        try:
-            earlier, source = tuple(shlex.split(from_env)), f"environment variable {LOCUST_ARGS_ENV_VAR}"
-        except ValueError as exc:
-            raise UsageError(f"{LOCUST_ARGS_ENV_VAR}: cannot split {from_env!r}: {exc}") from None
-    elif project.locust_args() and project.config is not None:
-        earlier = project.locust_args()
-        source = f"config file {project.config.path} ({project.key_of(('run',), LOCUST_ARGS_KEY)})"
-    else:
-        earlier, source = (), "default"
-    sources = [s for s, given in ((source, earlier), ("command line", typed)) if given] or ["default"]
-    setting = CommandSetting(option="locust arguments", value=[*earlier, *typed], source=" + ".join(sources))
-    return (*earlier, *typed), setting
 
 
 @app.command("verify", short_help="Check a recorded run folder; print its summary and verdicts.")

@@ -10,7 +10,8 @@ Layout: a key is an option as spelled on the command line without its dashes (``
 ``chaos_delay`` is accepted too). Keys in a table named after a command apply to it (``[run]``,
 ``[verify]``, ``[stack.up]``); keys outside any table apply to every command that has the option (e.g.
 ``state``, ``policy``). ``[run]`` also takes ``locust-args``, a list of arguments passed to Locust before
-those given after the options. In ``pyproject.toml`` the same lives under ``[tool.quotaquake]``.
+those given after the options (``$QUOTAQUAKE_LOCUST_ARGS``, split as a shell would, instead of it). In
+``pyproject.toml`` the same lives under ``[tool.quotaquake]``.
 
 Values are TOML strings, numbers, booleans or (for options given several times, and ``locust-args``)
 lists. A relative path is relative to the file's folder. ``scenario`` and ``chaos`` also take a name
@@ -24,6 +25,7 @@ one ``ConfigError`` naming the file and the key: exit 2.
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,8 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import typer._click as click  # typer vendors click: its command tree and contexts
+from pydantic import JsonValue
 
-from quotaquake.errors import ConfigError
+from quotaquake.errors import ConfigError, UsageError
+from quotaquake.runfolder.models import CommandSetting
+from quotaquake.stack.urls import masked
 
 CONFIG_NAME = "quotaquake.toml"
 PYPROJECT_NAME = "pyproject.toml"
@@ -308,8 +313,105 @@ def _relative_to(folder: Path, param: click.Parameter, value: Any) -> Any:
 def _absolute(folder: Path, value: str, name: str | None) -> str:
     path = Path(os.path.expanduser(value))
     if path.is_absolute():
-        return str(path)
-    beside = folder / path
-    if name in NAMED_OPTIONS and not beside.exists():
+        return os.path.normpath(path)
+    beside = os.path.normpath(folder / path)  # "../x" written in the file: the folder's parent's x
+    if name in NAMED_OPTIONS and not Path(beside).exists():
         return value
-    return str(beside)
+    return beside
+
+
+# -- where each value came from (run.json ``settings``) ---------------------------------------------------------
+
+
+def command_path(ctx: click.Context) -> tuple[str, ...]:
+    """The command's names below the root: ``("stack", "up")``."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(names)
+
+
+def source_of(ctx: click.Context, project: Project, name: str) -> str:
+    """Where the value of parameter ``name`` came from, as ``CommandSetting.source`` says it."""
+    source = ctx.get_parameter_source(name)
+    param = next(p for p in ctx.command.params if p.name == name)
+    if source is click.core.ParameterSource.COMMANDLINE:
+        return "command line"
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        return f"environment variable {param.envvar}"
+    if source is click.core.ParameterSource.DEFAULT_MAP and project.config is not None:
+        return f"config file {project.config.path} ({project.key_of(command_path(ctx), name)})"
+    return "default"
+
+
+def option_of(ctx: click.Context, name: str) -> str:
+    param = next(p for p in ctx.command.params if p.name == name)
+    opts = getattr(param, "opts", None) or [name]
+    return str(max(opts, key=len))
+
+
+def jsonable(value: object) -> JsonValue:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, str):
+        return masked(value) if "://" in value else value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
+
+
+def applied_settings(
+    ctx: click.Context, project: Project, resolved: Mapping[str, tuple[object, str]]
+) -> tuple[CommandSetting, ...]:
+    """Every option of the command with its value and source; ``resolved`` replaces what the command
+    resolved itself (a default file found in the project, a scenario given by name)."""
+    settings = []
+    for param in ctx.command.params:
+        name = param.name
+        if not name or param.param_type_name != "option" or name not in ctx.params:
+            continue
+        value, source = ctx.params[name], source_of(ctx, project, name)
+        if name in resolved:
+            value, note = resolved[name]
+            source = note if source == "default" else f"{source} ({note})"
+        settings.append(CommandSetting(option=option_of(ctx, name), value=jsonable(value), source=source))
+    return tuple(settings)
+
+
+def set_where(ctx: click.Context, project: Project, name: str) -> str | None:
+    """``set by environment variable X`` / ``set in <file>: <key>`` for an option not typed, else ``None``."""
+    if not any(p.name == name for p in ctx.command.params):
+        return None
+    source = ctx.get_parameter_source(name)
+    if source is click.core.ParameterSource.ENVIRONMENT:
+        param = next(p for p in ctx.command.params if p.name == name)
+        return f"set by environment variable {param.envvar}"
+    if source is click.core.ParameterSource.DEFAULT_MAP and project.config is not None:
+        return f"set in {project.config.path}: {project.key_of(command_path(ctx), name)}"
+    return None
+
+
+LOCUST_ARGS_ENV_VAR = env_var(LOCUST_ARGS_KEY)
+
+
+def locust_arguments(ctx: click.Context, project: Project) -> tuple[tuple[str, ...], CommandSetting]:
+    """Locust's arguments: the file's ``locust-args`` (or ``$QUOTAQUAKE_LOCUST_ARGS``, split like a shell
+    would) first, then those after the options (later ones win in Locust's parser); and their setting."""
+    typed = tuple(ctx.args)
+    from_env = os.environ.get(LOCUST_ARGS_ENV_VAR)
+    if from_env:
+        try:
+            earlier, source = tuple(shlex.split(from_env)), f"environment variable {LOCUST_ARGS_ENV_VAR}"
+        except ValueError as exc:
+            raise UsageError(f"{LOCUST_ARGS_ENV_VAR}: cannot split {from_env!r}: {exc}") from None
+    elif project.locust_args() and project.config is not None:
+        earlier = project.locust_args()
+        source = f"config file {project.config.path} ({project.key_of(('run',), LOCUST_ARGS_KEY)})"
+    else:
+        earlier, source = (), "default"
+    sources = [s for s, given in ((source, earlier), ("command line", typed)) if given] or ["default"]
+    setting = CommandSetting(option="locust arguments", value=[*earlier, *typed], source=" + ".join(sources))
+    return (*earlier, *typed), setting

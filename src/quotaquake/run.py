@@ -312,7 +312,7 @@ def verify_and_report(
     report = render_report(folder, outcome)
     print_summary(folder, console)
     print_verdicts(outcome, console)
-    console.print(f"report: {report}")
+    console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)  # a path to copy whole
     return int(outcome.exit_code)
 
 

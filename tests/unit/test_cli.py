@@ -255,3 +255,18 @@ def test_verify_takes_its_thresholds_from_the_file(tmp_path: Path, monkeypatch: 
     monkeypatch.chdir(tmp_path)
     assert invoke(["verify", "somewhere"]).exit_code == 0
     assert seen == [tmp_path / "th.yaml"]
+
+
+def test_locust_arguments_from_the_environment_come_before_the_typed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: list[RunRequest]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"QUOTAQUAKE_LOCUST_ARGS": "--qq-tiers 'free=1,pro=1'", "QUOTAQUAKE_SCENARIO": "tiered"}
+    assert invoke(["run", "--rate", "1", "--duration", "1s", "--qq-shape", "ramp"], env=env).exit_code == 0
+    assert recorded[-1].locust_args == ("--qq-tiers", "free=1,pro=1", "--qq-shape", "ramp")
+    assert settings_of(recorded[-1])["locust arguments"][1] == (
+        "environment variable QUOTAQUAKE_LOCUST_ARGS + command line"
+    )
+    assert settings_of(recorded[-1])["--scenario"][1] == (
+        "environment variable QUOTAQUAKE_SCENARIO (packaged scenario tiered)"
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -270,7 +271,7 @@ def render_summary(summary: RunSummary, console: Console) -> None:
 
 
 def tier_table(tiers: list[TierLine]) -> Table:
-    table = Table(title="answers per tier", title_justify="left", show_edge=False, pad_edge=False)
+    table = Table(title="answers per tier", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("tier", "requests", "2xx", "429", "429 share", "401", "errors"):
         table.add_column(column, justify="left" if column == "tier" else "right")
     for line in tiers:
