@@ -16,15 +16,16 @@ The help is plain text (click's formatter): it is written for users, not in this
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 import typer._click as click  # typer vendors click: its contexts and parameter sources
@@ -51,6 +52,8 @@ from quotaquake.stack.processes import request_interrupt
 from quotaquake.stack.state import StackState, checked_state_path, read_state
 from quotaquake.stack.urls import masked
 
+P = ParamSpec("P")
+R = TypeVar("R")
 PROG_NAME = "quotaquake"
 HELP = """Prove that an API gateway's rate limiting holds under load and under faults.
 
@@ -178,7 +181,7 @@ def help_requested(ctx: click.Context) -> bool:
     return any(arg in ctx.help_option_names for arg in ctx.meta.get(ARGS_KEY, ()))
 
 
-def project_of(ctx: typer.Context) -> Project:
+def project_of(ctx: click.Context) -> Project:
     """The project the root callback found, or the working directory's (a command invoked without the root)."""
     return ctx.obj if isinstance(ctx.obj, Project) else Project(Path.cwd())
 
@@ -197,18 +200,24 @@ def print_config(project: Project) -> None:
         console.print(f"config: {project.config.path}", markup=False, highlight=False, soft_wrap=True)
 
 
-@contextmanager
-def attributed(ctx: click.Context, project: Project) -> Iterator[None]:
-    """A ``UsageError`` about an option (``--rate: ...``) that was not typed says where it was set."""
-    try:
-        yield
-    except UsageError as exc:
-        match = re.match(r"--([a-z0-9-]+)", str(exc))
-        name = match.group(1).replace("-", "_") if match else None
-        where = set_where(ctx, project, name) if name is not None else None
-        if where is not None:
-            exc.args = (f"{exc} ({where})",)
-        raise
+def attributed(command: Callable[P, R]) -> Callable[P, R]:
+    """A command whose ``UsageError`` about an option not typed (``--rate: ...`` from the environment or the
+    configuration file) says where that option was set."""
+
+    @functools.wraps(command)  # typer reads the parameters through __wrapped__
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except UsageError as exc:
+            match = re.match(r"--([a-z0-9-]+)", str(exc))
+            ctx = click.globals.get_current_context(silent=True)
+            if match and ctx is not None:
+                where = set_where(ctx, project_of(ctx), match.group(1).replace("-", "_"))
+                if where is not None:
+                    exc.args = (f"{exc} ({where})",)
+            raise
+
+    return wrapper
 
 
 def print_endpoints(state: StackState) -> None:
@@ -239,6 +248,7 @@ def report_leftovers(leftovers: Leftovers) -> None:
 
 
 @stack_app.command("up", short_help="Start the stack and print its endpoints.")
+@attributed
 def stack_up(
     ctx: typer.Context,
     replicas: ReplicasOpt = 3,
@@ -255,21 +265,19 @@ def stack_up(
 
     project = project_of(ctx)
     print_config(project)
-    with attributed(ctx, project):
-        policy_path, _ = default_file(policy, project, defaults.POLICY_NAME, defaults.POLICY)
-        options = ProviderOptions(
-            state_path=checked_state_path(state),
-            policy_path=policy_path,
-            replicas=replicas,
-            defect=defect,
-            target=target,
-            allow_hosts=tuple(allow_host or ()),
-        )
-        chosen = provider_named(provider, options)
-        with StackLock(options.state_path, "quotaquake stack up") as lock:
-            report_leftovers(clear_leftovers(lock))
-            with console.status(f"starting the {provider} stack ..."):
-                started = chosen.up()
+    options = ProviderOptions(
+        state_path=checked_state_path(state),
+        policy_path=default_file(policy, project, defaults.POLICY_NAME, defaults.POLICY)[0],
+        replicas=replicas,
+        defect=defect,
+        target=target,
+        allow_hosts=tuple(allow_host or ()),
+    )
+    chosen = provider_named(provider, options)
+    with StackLock(options.state_path, "quotaquake stack up") as lock:
+        report_leftovers(clear_leftovers(lock))
+        with console.status(f"starting the {provider} stack ..."):
+            started = chosen.up()
     print_endpoints(started)
 
 
@@ -355,11 +363,45 @@ def restore_healthy(path: Path, current: StackState, timeout_s: float) -> list[s
     return done
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of ``quotaquake run``: as given, by name (scenario, experiment) or by default (policy,
+    thresholds); ``found`` says how each not given as a path was found (``run.json`` ``settings``)."""
+
+    scenario: Path
+    chaos: Path | None
+    policy: Path
+    thresholds: Path
+    found: dict[str, tuple[object, str]]
+
+    @classmethod
+    def of(cls, project: Project, scenario: Path, chaos: Path | None, policy: Path | None, thresholds: Path | None
+           ) -> RunFiles:  # fmt: skip
+        from quotaquake.context import EXPERIMENT, SCENARIO, resolve_named
+
+        found: dict[str, tuple[object, str]] = {}
+        scenario, how = resolve_named(scenario, SCENARIO, project.root)
+        if how:
+            found["scenario"] = (scenario, how)
+        if chaos is not None:
+            chaos, how = resolve_named(chaos, EXPERIMENT, project.root)
+            if how:
+                found["chaos"] = (chaos, how)
+        policy, how = default_file(policy, project, defaults.POLICY_NAME, defaults.POLICY)
+        if how:
+            found["policy"] = (policy, how)
+        thresholds, how = default_file(thresholds, project, defaults.THRESHOLDS_NAME, defaults.THRESHOLDS)
+        if how:
+            found["thresholds"] = (thresholds, how)
+        return cls(scenario, chaos, policy, thresholds, found)
+
+
 @app.command(
     "run",
     short_help="Drive load (and chaos) against a stack, verify, report.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
+@attributed
 def run(
     ctx: typer.Context,
     scenario: Annotated[
@@ -397,65 +439,51 @@ def run(
 
     Exit code: 0 pass, 1 fail, 3 unknown, 2 usage error.
     """
-    from quotaquake.context import EXPERIMENT, SCENARIO, RunRequest, parse_duration, resolve_named
+    from quotaquake.context import RunRequest, parse_duration
     from quotaquake.run import record_run, verify_and_report
     from quotaquake.stack.lifecycle import readable_state
 
     project = project_of(ctx)
     print_config(project)
-    with attributed(ctx, project):
-        resolved: dict[str, tuple[object, str]] = {}
-        scenario_path, found = resolve_named(scenario, SCENARIO, project.root)
-        if found:
-            resolved["scenario"] = (scenario_path, found)
-        chaos_path = None
-        if chaos is not None:
-            chaos_path, found = resolve_named(chaos, EXPERIMENT, project.root)
-            if found:
-                resolved["chaos"] = (chaos_path, found)
-        policy_path, found = default_file(policy, project, defaults.POLICY_NAME, defaults.POLICY)
-        if found:
-            resolved["policy"] = (policy_path, found)
-        thresholds_path, found = default_file(thresholds, project, defaults.THRESHOLDS_NAME, defaults.THRESHOLDS)
-        if found:
-            resolved["thresholds"] = (thresholds_path, found)
-        locust_args, locust_setting = locust_arguments(ctx, project)
-        state_path = checked_state_path(state)
-        if state is None:
-            resolved["state"] = (state_path, "default")
-        request = RunRequest(
-            scenario=scenario_path,
-            rate=rate,
-            duration_s=parse_duration(duration),
-            provider=provider,
-            target=target,
-            replicas=replicas,
-            defect=defect,
-            out=out,
-            chaos=chaos_path,
-            chaos_delay_s=parse_duration(chaos_delay, "--chaos-delay"),
-            state_path=state_path,
-            policy_path=policy_path,
-            thresholds=thresholds_path,
-            processes=processes,
-            allow_hosts=tuple(allow_host or ()),
-            locust_args=locust_args,
-            engine=engine,
-            settings=(*applied_settings(ctx, project, resolved), locust_setting),
-            config_file=project.config.path if project.config else None,
-        )
-        with StackLock(request.state_path, "quotaquake run") as lock:
-            leftovers = clear_leftovers(lock)
-            report_leftovers(leftovers)
-            previous = readable_state(request.state_path)
-            if leftovers.experiment_stopped and previous is not None and previous.ready:
-                restore_healthy(request.state_path, previous, 60.0)  # a fault it left in place: undo it first
-            folder = record_run(request, console)
+    files = RunFiles.of(project, scenario, chaos, policy, thresholds)
+    locust_args, locust_setting = locust_arguments(ctx, project)
+    state_path = checked_state_path(state)
+    if state is None:
+        files.found["state"] = (state_path, "default")
+    request = RunRequest(
+        scenario=files.scenario,
+        rate=rate,
+        duration_s=parse_duration(duration),
+        provider=provider,
+        target=target,
+        replicas=replicas,
+        defect=defect,
+        out=out,
+        chaos=files.chaos,
+        chaos_delay_s=parse_duration(chaos_delay, "--chaos-delay"),
+        state_path=state_path,
+        policy_path=files.policy,
+        thresholds=files.thresholds,
+        processes=processes,
+        allow_hosts=tuple(allow_host or ()),
+        locust_args=locust_args,
+        engine=engine,
+        settings=(*applied_settings(ctx, project, files.found), locust_setting),
+        config_file=project.config.path if project.config else None,
+    )
+    with StackLock(request.state_path, "quotaquake run") as lock:
+        leftovers = clear_leftovers(lock)
+        report_leftovers(leftovers)
+        previous = readable_state(request.state_path)
+        if leftovers.experiment_stopped and previous is not None and previous.ready:
+            restore_healthy(request.state_path, previous, 60.0)  # a fault it left in place: undo it first
+        folder = record_run(request, console)
     console.print(f"run folder: {folder.path}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(verify_and_report(folder.path, thresholds_path, console))
+    raise typer.Exit(verify_and_report(folder.path, request.thresholds, console))
 
 
 @app.command("verify", short_help="Check a recorded run folder; print its summary and verdicts.")
+@attributed
 def verify(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder (reports/<run-id>).")],
@@ -479,12 +507,9 @@ def verify(
 
     project = project_of(ctx)
     print_config(project)
-    with attributed(ctx, project):
-        thresholds_path, _ = default_file(thresholds, project, defaults.THRESHOLDS_NAME, defaults.THRESHOLDS)
-        check_thresholds_file(thresholds_path)
-        code = verify_and_report(
-            run_dir, thresholds_path, console, journal=journal, state_path=checked_state_path(state)
-        )
+    thresholds = default_file(thresholds, project, defaults.THRESHOLDS_NAME, defaults.THRESHOLDS)[0]
+    check_thresholds_file(thresholds)
+    code = verify_and_report(run_dir, thresholds, console, journal=journal, state_path=checked_state_path(state))
     raise typer.Exit(code)
 
 
