@@ -1,4 +1,4 @@
-"""The ``quotaquake`` command: stack up/status/down/restore, run, verify.
+"""The ``quotaquake`` command: stack up/status/down/restore, run, verify, gate, baseline.
 
 Every ``UsageError`` (bad input, a service that cannot start) becomes one line on stderr and exit code 2;
 Ctrl-C stops what the command started and exits 130. Commands that change a stack (up, down, restore,
@@ -63,6 +63,7 @@ HELP = """Prove that an API gateway's rate limiting holds under load and under f
                                        drive load (and chaos), verify, report; exit code is the verdict
   quotaquake verify reports/<run-id>   check a recorded run again
   quotaquake stack down                stop everything the stack started
+  quotaquake gate --baseline DIR       compare the newest runs of a baseline store with earlier ones
 
 Every option can also be set by an environment variable QUOTAQUAKE_<OPTION> (QUOTAQUAKE_RATE,
 QUOTAQUAKE_ALLOW_HOST) or in a quotaquake.toml ([run], [verify], [stack.up] tables; or [tool.quotaquake]
@@ -98,6 +99,10 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="Bring the system under test up and down.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(stack_app, name="stack")
+baseline_app = typer.Typer(
+    help="The baseline store of run summaries (the gate's memory).", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(baseline_app, name="baseline")
 console = Console()
 err = Console(stderr=True)
 
@@ -218,6 +223,21 @@ def attributed(command: Callable[P, R]) -> Callable[P, R]:
             raise
 
     return wrapper
+
+
+BaselineOpt = Annotated[
+    Path | None,
+    typer.Option("--baseline", help="Baseline store (a folder): append this run's summary to it after verifying."),
+]
+CommitOpt = Annotated[
+    str | None, typer.Option("--commit", help="Commit under test (default $GITHUB_SHA, else git rev-parse HEAD).")
+]
+
+
+def check_store(store: Path | None) -> None:
+    """A baseline store that could never be written is refused before anything runs."""
+    if store is not None and store.exists() and not store.is_dir():
+        raise UsageError(f"--baseline: {store} is not a folder")
 
 
 def print_endpoints(state: StackState) -> None:
@@ -429,6 +449,8 @@ def run(
     policy: PolicyOpt = None,
     state: StateOpt = None,
     allow_host: AllowHostOpt = None,
+    baseline: BaselineOpt = None,
+    commit: CommitOpt = None,
 ) -> None:
     """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
 
@@ -477,9 +499,10 @@ def run(
         previous = readable_state(request.state_path)
         if leftovers.experiment_stopped and previous is not None and previous.ready:
             restore_healthy(request.state_path, previous, 60.0)  # a fault it left in place: undo it first
+        check_store(baseline)
         folder = record_run(request, console)
     console.print(f"run folder: {folder.path}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(verify_and_report(folder.path, request.thresholds, console))
+    raise typer.Exit(verify_and_report(folder.path, request.thresholds, console, baseline=baseline, commit=commit))
 
 
 @app.command("verify", short_help="Check a recorded run folder; print its summary and verdicts.")
@@ -493,9 +516,11 @@ def verify(
         typer.Option(help="Chaos Toolkit journal of an experiment run beside the load. [default: the folder's]"),
     ] = None,
     state: StateOpt = None,
+    baseline: BaselineOpt = None,
+    commit: CommitOpt = None,
 ) -> None:
     """Check a recorded run against the quota model and the SLOs; print its summary and verdicts; write
-    verdicts, report and JUnit into the run folder.
+    verdicts, summary, report and JUnit into the run folder.
 
     For a run recorded by hand, the experiment's journal becomes fault windows, and the Prometheus of the
     stack in the state file is snapshotted over the run's window when the folder has no snapshot.
@@ -509,8 +534,101 @@ def verify(
     print_config(project)
     thresholds = default_file(thresholds, project, defaults.THRESHOLDS_NAME, defaults.THRESHOLDS)[0]
     check_thresholds_file(thresholds)
-    code = verify_and_report(run_dir, thresholds, console, journal=journal, state_path=checked_state_path(state))
+    check_store(baseline)
+    code = verify_and_report(
+        run_dir,
+        thresholds,
+        console,
+        journal=journal,
+        state_path=checked_state_path(state),
+        baseline=baseline,
+        commit=commit,
+    )
     raise typer.Exit(code)
+
+
+@app.command("gate", short_help="Compare a baseline store's newest runs with earlier ones.")
+def gate(
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline store (a folder of run summaries).")],
+    thresholds: Annotated[
+        Path | None, typer.Option(help="Thresholds file: its gate: section (floors, gated keys, counts).")
+    ] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", help="Judge the newest K comparable runs together (gate.current_runs).")
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option("--window", help="At most N baseline runs before them (gate.baseline_runs).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default reports/gate/<newest run id>).")] = None,
+    step_summary: Annotated[
+        Path | None,
+        typer.Option("--step-summary", envvar="GITHUB_STEP_SUMMARY", help="Append the Markdown summary to this file."),
+    ] = None,
+) -> None:
+    """The newest run(s) of the store against the comparable runs before them: per key regressed, improved,
+    unchanged or unknown with the ratio and its bounds; only significant regressions beyond the floor fail,
+    and the runs' own verdicts still apply. Writes junit.xml, summary.md, trend.html and gate.json.
+    Exit code 0 pass, 1 fail, 3 unknown (too few runs says how many are needed), 2 usage error.
+    """
+    from quotaquake.gate.command import GateRequest, run_gate
+
+    request = GateRequest(baseline, thresholds, out, step_summary, last, window)
+    raise typer.Exit(run_gate(request, console).exit_code)
+
+
+@baseline_app.command("add", short_help="Append a verified run's summary to a baseline store.")
+def baseline_add(
+    run_dir: Annotated[Path, typer.Argument(help="A verified run folder (it has summary.parquet).")],
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline store (a folder; created if missing).")],
+    commit: CommitOpt = None,
+) -> None:
+    """Append a verified run's summary and identity to a baseline store (what `verify --baseline` does)."""
+    import json
+
+    from quotaquake.gate.identity import append_run
+    from quotaquake.runfolder import RunFolder
+
+    check_store(baseline)
+    folder = RunFolder(run_dir)
+    if not folder.verdicts_file.is_file():
+        raise UsageError(f"{run_dir}: no verdicts.json (verify the run first: `quotaquake verify {run_dir}`)")
+    try:
+        outcome = json.loads(folder.verdicts_file.read_text(encoding="utf-8"))
+        statuses = {str(v["check"]): str(v["status"]) for v in outcome["verdicts"]}
+        status = str(outcome["status"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{folder.verdicts_file}: not a verdicts file ({exc})") from None
+    console.print(f"baseline: {append_run(folder, baseline, statuses, status, commit)}")
+
+
+@baseline_app.command("merge", short_help="The union of two baseline stores.")
+def baseline_merge(
+    first: Annotated[Path, typer.Argument(help="A baseline store (merged into, unless --into).")],
+    second: Annotated[Path, typer.Argument(help="Another baseline store.")],
+    into: Annotated[Path | None, typer.Option(help="Write the union here instead.")] = None,
+) -> None:
+    """The union of two baseline stores (e.g. a CI cache and a downloaded artifact); a run in both is kept once."""
+    from quotaquake.gate.command import merge_stores
+
+    merge_stores(first, second, into, console)
+
+
+@baseline_app.command("list", short_help="The runs of a baseline store.")
+def baseline_list(store: Annotated[Path, typer.Argument(help="A baseline store.")]) -> None:
+    """The runs of a baseline store, oldest first, with their identity and outcome."""
+    from quotaquake.gate.baseline import load
+
+    frame = load(store).drop_duplicates("run_id")
+    table = Table(title=f"{store}: {len(frame)} run(s)")
+    for column in ("run id", "time (UTC)", "commit", "machine", "stack", "scenario", "rate", "s", "defect", "status"):
+        table.add_column(column, overflow="fold")
+    for row in frame.itertuples():
+        table.add_row(
+            str(row.run_id), f"{row.time:%Y-%m-%d %H:%M}", str(row.commit)[:12], f"{row.machine} ({row.cpus} cpus)",
+            str(row.stack), str(row.scenario), f"{row.rate:g}", f"{row.duration_s:g}", str(row.defect) or "-",
+            str(row.status) + (" (aborted)" if row.aborted else ""),
+        )  # fmt: skip
+    console.print(table)
 
 
 def _interrupt(signum: int, frame: object) -> None:

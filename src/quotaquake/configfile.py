@@ -8,18 +8,19 @@ file the working directory is.
 
 Layout: a key is an option as spelled on the command line without its dashes (``chaos-delay``;
 ``chaos_delay`` is accepted too). Keys in a table named after a command apply to it (``[run]``,
-``[verify]``, ``[stack.up]``); keys outside any table apply to every command that has the option (e.g.
-``state``, ``policy``). ``[run]`` also takes ``locust-args``, a list of arguments passed to Locust before
-those given after the options (``$QUOTAQUAKE_LOCUST_ARGS``, split as a shell would, instead of it). In
-``pyproject.toml`` the same lives under ``[tool.quotaquake]``.
+``[verify]``, ``[stack.up]``, ``[gate]``); keys outside any table apply to every command of a run's life
+(``SHARED_COMMANDS``: stack, run, verify) that has the option (e.g. ``state``, ``policy``). ``[run]``
+also takes ``locust-args``, a list of arguments passed to Locust before those given after the options
+(``$QUOTAQUAKE_LOCUST_ARGS``, split as a shell would, instead of it). In ``pyproject.toml`` the same
+lives under ``[tool.quotaquake]``.
 
 Values are TOML strings, numbers, booleans or (for options given several times, and ``locust-args``)
 lists. A relative path is relative to the file's folder. ``scenario`` and ``chaos`` also take a name
 (``tiered``, ``redis-kill``): see ``quotaquake.context.resolve_named``.
 
-Precedence, for every option: command line > environment variable ``QUOTAQUAKE_<OPTION>`` > this file >
-the packaged default. A bad file (TOML syntax, a key that is no option, a value of the wrong type) is
-one ``ConfigError`` naming the file and the key: exit 2.
+Precedence, for every option: command line > environment variable ``QUOTAQUAKE_<OPTION>`` (options of
+the ``SHARED_COMMANDS``) > this file > the packaged default. A bad file (TOML syntax, a key that is no
+option, a value of the wrong type) is one ``ConfigError`` naming the file and the key: exit 2.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ ENV_PREFIX = "QUOTAQUAKE_"
 LOCUST_ARGS_KEY = "locust_args"
 """The one key that is no option: extra arguments for Locust (``[run]`` only)."""
 LOCUST_ARGS_COMMAND = ("run",)
+SHARED_COMMANDS = frozenset({("stack", "up"), ("stack", "status"), ("stack", "down"), ("stack", "restore"), ("run",),
+                             ("verify",)})  # fmt: skip
+"""The commands of a run's life, whose options mean one thing whichever of them has it: they read
+``$QUOTAQUAKE_<OPTION>`` and the keys outside any table. Other commands (``gate``, ``baseline ...``) take
+only their own table (``[gate]``): their ``--out`` is not a run folder."""
 NAMED_OPTIONS = frozenset({"scenario", "chaos"})
 """Options that take a packaged name as well as a path: a value that is no file beside the config file is
 kept as written (a name), not made a path."""
@@ -172,9 +178,11 @@ def options(command: click.Command) -> dict[str, click.Parameter]:
 
 
 def assign_env_vars(root_command: click.Command) -> None:
-    """Give every option of every command its environment variable, ``QUOTAQUAKE_<OPTION>`` (one name
-    per option, whichever command: ``QUOTAQUAKE_RATE``, ``QUOTAQUAKE_ALLOW_HOST``), unless it has one."""
-    for _, command in commands(root_command):
+    """Give every option of the ``SHARED_COMMANDS`` its environment variable, ``QUOTAQUAKE_<OPTION>`` (one
+    name per option, whichever command: ``QUOTAQUAKE_RATE``, ``QUOTAQUAKE_ALLOW_HOST``), unless it has one."""
+    for path, command in commands(root_command):
+        if path not in SHARED_COMMANDS:
+            continue
         for name, param in options(command).items():
             if param.envvar is None:
                 param.envvar = env_var(name)
@@ -200,9 +208,10 @@ def _command_values(
     keys: dict[tuple[str, ...], dict[str, str]] = {}
     for key, value in shared.items():
         name = _parameter_name(key)
-        owners = [path for path, command in leaves.items() if name in options(command)]
+        owners = [path for path, command in leaves.items() if path in SHARED_COMMANDS and name in options(command)]
         if not owners:
-            raise ConfigError(config.path, config.key(key), "not an option of any quotaquake command")
+            known = ", ".join(" ".join(path) for path in sorted(SHARED_COMMANDS))
+            raise ConfigError(config.path, config.key(key), f"not an option of {known}")
         for path in owners:
             values.setdefault(path, {})[name] = _checked(config, leaves[path], path, key, value, (key,))
             keys.setdefault(path, {})[name] = config.key(key)

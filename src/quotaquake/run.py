@@ -100,6 +100,7 @@ def stack_policy(state: StackState, request: RunRequest) -> Policy:
 
 def record_run(request: RunRequest, console: Console) -> RunFolder:
     """Validate, run the load (and chaos) against a stack and write the run folder; returns it."""
+    from quotaquake.gate.abort import aborting
     from quotaquake.load.host import sampling_host
     from quotaquake.load.runner import choose_processes
     from quotaquake.load.safety import check_target
@@ -126,13 +127,16 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         info = run_info(context)
         folder.write_info(info)
         info = established_initial_state(context, info)
-        with sampling_host(folder, context.state_path):  # host.jsonl: the machine while the load runs
+        # host.jsonl: the machine while the load runs; abortOnFail thresholds judged meanwhile (gate.abort)
+        with sampling_host(folder, context.state_path), aborting(context) as aborter:
             exit_code = drive_load(context)
+        aborted = None if aborter is None else aborter.record
         engine = folder.read_engine()
         info = info.model_copy(
             update={
                 "ended_at": datetime.now(UTC),
                 "load_exit_code": exit_code,
+                "aborted": aborted,
                 "engine_config_files": engine.config_files if engine is not None else [],
             }
         )
@@ -144,18 +148,12 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
 def run_info(context: RunContext) -> RunInfo:
     request, state = context.request, context.state
     return RunInfo(
+        **state.target_facts(),
         run_id=context.run_id,
         scenario=str(request.scenario),
         target_rate=request.rate,
         duration_s=request.duration_s,
         started_at=datetime.now(UTC),
-        provider=state.provider,
-        stack_id=state.stack_id,
-        prometheus_url=state.require_endpoints().prometheus,
-        replicas=state.replicas,
-        defect=state.defect,
-        model=state.model,
-        kong=state.kong,
         policy=context.policy,
         command=["quotaquake", *sys.argv[1:]],
         locust_processes=context.processes,
@@ -294,9 +292,12 @@ def verify_and_report(
     *,
     journal: Path | None = None,
     state_path: Path | None = None,
+    baseline: Path | None = None,
+    commit: str | None = None,
 ) -> int:
     """Check a run folder, render index.html + junit.xml, print the summary and the verdicts; return the
-    exit code."""
+    exit code. With ``baseline``, append the run's summary (and identity: ``commit``, machine, stack) to
+    that store."""
     from quotaquake.report import render_report
     from quotaquake.report.console import print_summary
     from quotaquake.verify.engine import verify_run
@@ -313,6 +314,12 @@ def verify_and_report(
     print_summary(folder, console)
     print_verdicts(outcome, console)
     console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)  # a path to copy whole
+    if baseline is not None:
+        from quotaquake.gate.identity import append_run
+
+        statuses = {v.check: str(v.status) for v in outcome.verdicts}
+        stored = append_run(folder, baseline, statuses, str(outcome.status), commit)
+        console.print(f"baseline: {stored}")
     return int(outcome.exit_code)
 
 

@@ -20,7 +20,8 @@ from quotaquake.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 HELP_COMMANDS = [[], ["run"], ["verify"], ["stack"], ["stack", "up"], ["stack", "status"], ["stack", "down"],
-                 ["stack", "restore"]]  # fmt: skip
+                 ["stack", "restore"], ["gate"], ["baseline"], ["baseline", "add"], ["baseline", "merge"],
+                 ["baseline", "list"]]  # fmt: skip
 
 
 def invoke(args: list[str], env: dict[str, str] | None = None) -> Any:
@@ -193,7 +194,9 @@ def test_project_files_come_before_the_packaged_ones(
         ("[run]\nreplicas = 1.5\n", "run.replicas", "integer"),
         ("[stack.upp]\nreplicas = 1\n", "stack.upp", "no such command"),
         ("run = 3\n", "run", "must be a table"),
-        ("bogus = 1\n", "bogus", "not an option of any quotaquake command"),
+        ("bogus = 1\n", "bogus", "not an option of run, stack down, stack restore, stack status, stack up, verify"),
+        ("last = 3\n", "last", "not an option of run"),  # gate's: only in [gate]
+        ("[gate]\nlast = 0.5\n", "gate.last", "integer"),
         ('[run]\nlocust-args = "--qq-tiers"\n', "run.locust-args", "list of strings"),
         ("[verify]\nthresholds = { a = 1 }\n", "verify.thresholds", "not a table"),
         ("[run\n", None, "not valid TOML"),

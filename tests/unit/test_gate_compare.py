@@ -60,7 +60,7 @@ def compare_p95(
 def test_five_nights_and_one_current_run_are_too_few_and_say_what_would_do() -> None:
     result = compare_p95([100.0, 101.0, 99.0, 102.0, 98.0], [150.0])
     assert result.change == "unknown" and result.status == "unknown"
-    assert (result.needed_baseline, result.needed_current) == (19, 2)  # 1/C(20,1) = 0.05; 1/C(7,2) = 1/21
+    assert (result.needed_baseline, result.needed_current) == (20, 2)  # 1/C(20,1) = 0.05 is not < 0.05; 1/21 is
     assert "too few" in result.reason
     assert result.baseline_value == 100.0 and result.current_value == 150.0
 
@@ -154,7 +154,7 @@ def test_compare_latest_splits_the_newest_runs_from_a_window() -> None:
     (windowed,) = compare_latest(store, k=2, window=5)
     assert windowed.n_baseline == 5 and windowed.change == "regressed"  # 1/C(7,2) < 0.05
     (one_newest,) = compare_latest(store, k=1, window=5)
-    assert one_newest.change == "unknown" and one_newest.needed_baseline == 19
+    assert one_newest.change == "unknown" and one_newest.needed_baseline == 20
 
 
 def test_a_run_with_two_rows_for_one_key_is_an_error() -> None:
@@ -224,3 +224,24 @@ def test_markdown_summary_escapes_cells_and_fits_in_one_mebibyte() -> None:
     assert len(text.encode()) <= STEP_SUMMARY_LIMIT_BYTES
     assert "a\\|b" in text
     assert "more row(s) not shown" in text
+
+
+def test_nineteen_nights_and_one_current_run_cannot_reach_p_below_five_percent() -> None:
+    result = compare_p95(NOISY_NIGHTS[:19], [500.0])  # beyond every night, yet p = 1/20 = 0.05
+    assert result.change == "unknown" and result.needed_baseline == 20
+    assert compare_p95(NOISY_NIGHTS, [500.0]).change == "regressed"  # 20 nights: p = 1/21
+
+
+def test_benjamini_hochberg_across_keys_needs_a_broad_or_a_strong_regression() -> None:
+    baseline = pd.concat([runs(NOISY_NIGHTS[:10], aggregation=f"p({q})") for q in (50, 90, 95, 99)])
+    one_key = pd.concat(
+        [runs([130.0, 131.0], first_night=10, aggregation="p(50)")]
+        + [runs([99.0, 100.5], first_night=10, aggregation=f"p({q})") for q in (90, 95, 99)]
+    )
+    raw = {r.aggregation: r for r in compare_runs(baseline, one_key)}
+    assert raw["p(50)"].change == "regressed" and raw["p(50)"].p_value == pytest.approx(1 / 66)
+    family = {r.aggregation: r for r in compare_runs(baseline, one_key, ComparePolicy(fdr=True))}
+    assert family["p(50)"].change == "unknown"  # 4 x 1/66 > 0.05: one key of four is not enough
+    assert family["p(50)"].p_adjusted == pytest.approx(4 / 66)
+    broad = pd.concat([runs([130.0, 131.0], first_night=10, aggregation=f"p({q})") for q in (50, 90, 95, 99)])
+    assert {r.change for r in compare_runs(baseline, broad, ComparePolicy(fdr=True))} == {"regressed"}

@@ -30,6 +30,9 @@ FAULT_LABEL = "kill redis: outage of redis (rate-limit-store), expect fail-open-
 
 def test_mask_secrets():
     assert KEY not in mask_secrets(f"consumer free-1 key {KEY}")
+    metric = "threshold qq_limiter_decision_ms: p(99)<2; qq_recovery_s{fault:x}"
+    assert mask_secrets(metric) == metric  # the gate's metric names are not keys
+    assert mask_secrets("qq_limiter_decision_ms_and_more_x") == "qq_l****"
     assert mask_secrets("apikey: s3cr3tvalue99") == "apikey: s3cr****"
     assert mask_secrets('{"x-api-key": "abcdef123456"}') == '{"x-api-key": "abcd****"}'
     assert mask_secrets("consumer free-1 admitted 9") == "consumer free-1 admitted 9"

@@ -303,3 +303,12 @@ def test_a_point_estimate_pass_needs_enough_decisions_for_a_p99():
     assert verdict.status == "unknown" and verdict.evidence["needed_n"] == 299
     enough = few.model_copy(update={"decision_count": 299})
     assert check_limiter_latency(run([row(0)], prometheus=enough), Thresholds()).status == "pass"
+
+
+def test_host_samples_without_wake_delays_are_summarised():
+    from quotaquake.runfolder.models import HostSample
+    from quotaquake.verify.data.contention import host_window
+    from quotaquake.verify.thresholds import Contention
+
+    sample = HostSample(t=10.0, interval_s=1.0, cores=2, cpu_busy=[0.5, 0.5])  # no wake delays recorded
+    assert host_window([sample], 0.0, 20.0, Contention()).samples == 1

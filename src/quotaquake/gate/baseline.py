@@ -8,6 +8,7 @@ runs, and two copies merge by taking the union of files (a run id present in bot
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -26,10 +27,22 @@ IDENTITY_COLUMNS: dict[str, str] = {
     "time": "datetime64[us, UTC]",
     "commit": "str",
     "machine": "str",
+    "cpus": "int64",
     "stack": "str",
     "scenario": "str",
+    "rate": "float64",
+    "duration_s": "float64",
+    "defect": "str",
+    "status": "str",
+    "verdicts": "str",
+    "aborted": "str",
 }
 """Column name -> pandas dtype of the identity of a run, in order, in front of the summary columns."""
+
+MATCH_COLUMNS: tuple[str, ...] = ("scenario", "rate", "duration_s", "stack", "cpus")
+"""Identity columns two runs must share to be compared: what was asked of which stack on how many cores
+(not the host name: CI runners are new machines every night; not the commit or defect: what the gate
+judges)."""
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SUFFIX = ".parquet"
@@ -38,7 +51,12 @@ SUFFIX = ".parquet"
 @dataclass(frozen=True)
 class RunIdentity:
     """Which run a summary belongs to. ``time`` must be timezone-aware (stored in UTC, microseconds);
-    ``stack`` names the system under test (e.g. ``local/3-replicas`` or ``docker/kong-3.9``)."""
+    ``machine`` is the host name and ``cpus`` its CPU count; ``stack`` names the system under test
+    (``provider/replicas/model``, e.g. ``local/3-replicas/token-bucket``); ``rate`` (req/s) and
+    ``duration_s`` what the load was asked for (NaN: not given); ``defect`` a seeded defect ("" for none);
+    ``status`` the run's own outcome (pass, fail, unknown) and ``verdicts`` each check's status as JSON
+    (``{"quota-accuracy": "pass", ...}``): the absolute verdicts the gate keeps applying; ``aborted`` why
+    an abortOnFail threshold stopped the load ("" when it ran to its end)."""
 
     run_id: str
     time: datetime
@@ -46,6 +64,13 @@ class RunIdentity:
     machine: str
     stack: str
     scenario: str
+    cpus: int = 0
+    rate: float = math.nan
+    duration_s: float = math.nan
+    defect: str = ""
+    status: str = "unknown"
+    verdicts: str = "{}"
+    aborted: str = ""
 
 
 def run_file(store: Path, run_id: str) -> Path:
@@ -69,14 +94,9 @@ def append(store: Path, summary: pd.DataFrame, identity: RunIdentity) -> Path:
         raise UsageError(f"{target}: run {identity.run_id} is already in the baseline store")
     store.mkdir(parents=True, exist_ok=True)
     frame = conform(summary)
-    identity_values: dict[str, str | pd.Timestamp] = {
-        "run_id": identity.run_id,
-        "time": pd.Timestamp(identity.time.astimezone(UTC)),
-        "commit": identity.commit,
-        "machine": identity.machine,
-        "stack": identity.stack,
-        "scenario": identity.scenario,
-    }
+    identity_values: dict[str, str | int | float | pd.Timestamp] = {
+        name: getattr(identity, name) for name in IDENTITY_COLUMNS if name != "time"
+    } | {"time": pd.Timestamp(identity.time.astimezone(UTC))}
     _write_atomic(_conform_run(frame.assign(**identity_values)), target)
     return target
 

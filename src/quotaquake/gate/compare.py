@@ -20,6 +20,13 @@ Decision, with ``floor`` the minimum effect (default 10 %, settable per metric) 
 * ``unknown``: too few runs or samples for the test to ever reach significance (with the counts that
   would), or the data cannot tell a change beyond the floor from noise. Never a pass for lack of data.
 
+Significance is strict (p < ``alpha``): Mann–Whitney's smallest one-sided p-value is 1 / C(m + k, k) for m
+baseline and k current runs, so 1 current run needs >= 20 baseline runs at 0.05 (1/20 = 0.05 is not below
+it), 2 current runs need >= 5 (1/21), 3 need >= 4 (``runs_needed``). Each key is tested on its own: with
+many keys, some are "significant" by chance (about ``alpha`` of those unchanged, less when they move
+together, as latencies on one machine do); ``ComparePolicy.fdr`` adjusts the p-values across the keys
+(Benjamini–Hochberg), which a large family pays for with more runs.
+
 Ratios are current / baseline, unitless; the bounds are one-sided at ``1 - alpha`` each.
 """
 
@@ -33,6 +40,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy import stats as sps
 
 from quotaquake import stats
 from quotaquake.gate.baseline import run_ids
@@ -55,7 +63,8 @@ F64 = npt.NDArray[np.float64]
 class ComparePolicy:
     """Knobs of the comparison: ``min_effect`` is the relative floor (0.10 = 10 %), overridden per metric
     by ``min_effect_by_metric``; ``alpha`` the one-sided significance level; minimum run counts; bootstrap
-    resamples and seed (``compare_samples`` only)."""
+    resamples and seed (``compare_samples`` only); ``fdr``: adjust the "worse" and "better" p-values of
+    ``compare_runs`` across its keys (Benjamini–Hochberg)."""
 
     min_effect: float = 0.10
     min_effect_by_metric: Mapping[str, float] = field(default_factory=dict)
@@ -64,6 +73,7 @@ class ComparePolicy:
     min_current_runs: int = 1
     n_resamples: int = 2000
     seed: int = 0
+    fdr: bool = False  # compare_runs: Benjamini–Hochberg across the keys compared (see the module docstring)
 
     def floor(self, metric: str) -> float:
         """The minimum effect for ``metric`` (a fraction of the baseline)."""
@@ -94,6 +104,7 @@ class Comparison:
     needed_baseline: int | None
     needed_current: int | None
     reason: str
+    p_adjusted: float | None = None  # p_value after Benjamini–Hochberg across the keys (ComparePolicy.fdr)
 
     @property
     def status(self) -> stats.Status:
@@ -153,6 +164,8 @@ class _Evidence:
     better_significant: bool
     non_inferior: bool
     p_value: float | None
+    p_better: float | None = None
+    p_adjusted: float | None = None
 
 
 # --- decision -------------------------------------------------------------------------------------------
@@ -192,6 +205,7 @@ def _decided(context: _Context, evidence: _Evidence, change: Change | None = Non
         low=evidence.low,
         high=evidence.high,
         p_value=evidence.p_value,
+        p_adjusted=evidence.p_adjusted,
     )
 
 
@@ -225,10 +239,121 @@ def compare_runs(
     base_values, curr_values = _values_by_key(baseline), _values_by_key(current)
     keys = sorted(set(base_values) | set(curr_values), key=lambda k: (k.metric, tags_key(k.tags), k.aggregation))
     empty = np.zeros(0)
-    return [
-        compare_values(k.metric, k.tags, k.aggregation, base_values.get(k, empty), curr_values.get(k, empty), chosen)
-        for k in keys
-    ]
+    found: dict[_Key, Comparison] = {}
+    batches: dict[tuple[int, int], list[_Key]] = {}
+    for k in keys:
+        base, curr = base_values.get(k, empty), curr_values.get(k, empty)
+        if _testable(base, curr, chosen):
+            batches.setdefault((len(base), len(curr)), []).append(k)
+        else:
+            found[k] = compare_values(k.metric, k.tags, k.aggregation, base, curr, chosen)
+    for group in batches.values():
+        base = np.stack([base_values[k] for k in group])
+        curr = np.stack([curr_values[k] for k in group])
+        found.update(zip(group, _compare_batch(group, base, curr, chosen), strict=True))
+    results = [found[k] for k in keys]
+    return adjusted(results, base_values, curr_values, chosen) if chosen.fdr else results
+
+
+def _testable(base: F64, curr: F64, policy: ComparePolicy) -> bool:
+    """Enough runs for the test to decide, and every value > 0 (what ``compare_values`` tests)."""
+    m, k = len(base), len(curr)
+    if m < policy.min_baseline_runs or k < max(policy.min_current_runs, 1):
+        return False
+    return stats.mann_whitney_min_p(m, k) < policy.alpha and bool((base > 0).all() and (curr > 0).all())
+
+
+def _compare_batch(keys: Sequence[_Key], base: F64, curr: F64, policy: ComparePolicy) -> list[Comparison]:
+    """``compare_values`` of many keys with the same run counts at once (rows of ``base``/``curr``): the
+    same tests and bounds, each scipy call over every key (``mann_whitney_rows``)."""
+    higher = np.asarray([METRICS[k.metric].worse == "higher" for k in keys])
+    floors = np.asarray([policy.floor(k.metric) for k in keys])
+    p_greater = mann_whitney_rows(curr, base, "greater")
+    p_less = mann_whitney_rows(curr, base, "less")
+    degraded = base * np.where(higher, 1 + floors, 1 - floors)[:, None]
+    p_non_inferior = np.where(
+        higher, mann_whitney_rows(curr, degraded, "less"), mann_whitney_rows(curr, degraded, "greater")
+    )
+    p_worse, p_better = np.where(higher, p_greater, p_less), np.where(higher, p_less, p_greater)
+    ratios = (curr[:, :, None] / base[:, None, :]).reshape(len(keys), -1)
+    low, high = ratio_bounds_rows(base, curr, policy.alpha)
+    out = []
+    for i, key in enumerate(keys):
+        context = _Context(
+            key, (base.shape[1], curr.shape[1]), floors[i], "mann-whitney", _median(base[i]), _median(curr[i])
+        )
+        alpha = policy.alpha
+        evidence = _Evidence(
+            float(np.median(ratios[i])), float(low[i]), float(high[i]), bool(p_worse[i] < alpha),
+            bool(p_better[i] < alpha), bool(p_non_inferior[i] < alpha), float(p_worse[i]), p_better=float(p_better[i]),
+        )  # fmt: skip
+        out.append(_decided(context, evidence))
+    return out
+
+
+def mann_whitney_rows(x: F64, y: F64, alternative: stats.Alternative) -> F64:
+    """One-sided Mann–Whitney p-values of each row of ``x`` against the same row of ``y``, as
+    ``stats.mann_whitney`` gives them one by one: scipy picks the exact or the asymptotic method by the
+    ties of the whole batch, so rows with ties and rows without are tested apart."""
+    ordered = np.sort(np.concatenate([x, y], axis=1), axis=1)
+    ties = (np.diff(ordered, axis=1) == 0).any(axis=1)
+    p = np.empty(len(x))
+    for rows in (ties, ~ties):
+        if rows.any():
+            p[rows] = sps.mannwhitneyu(x[rows], y[rows], alternative=alternative, axis=1).pvalue
+    return p
+
+
+def ratio_bounds_rows(base: F64, curr: F64, alpha: float) -> tuple[F64, F64]:
+    """``stats.mann_whitney_ratio_bounds`` of each row (the tests inverted at every pairwise ratio)."""
+    g, m, k = base.shape[0], base.shape[1], curr.shape[1]
+    candidates = (curr[:, :, None] / base[:, None, :]).reshape(g, k * m)
+    x = np.broadcast_to(curr[:, None, :], (g, k * m, k)).reshape(-1, k)
+    below = ((candidates * (1 - 1e-9))[:, :, None] * base[:, None, :]).reshape(-1, m)
+    above = ((candidates * (1 + 1e-9))[:, :, None] * base[:, None, :]).reshape(-1, m)
+    greater = mann_whitney_rows(x, below, "greater").reshape(g, k * m)
+    less = mann_whitney_rows(x, above, "less").reshape(g, k * m)
+    low = np.where(greater < alpha, candidates, -np.inf).max(axis=1)
+    high = np.where(less < alpha, candidates, np.inf).min(axis=1)
+    return np.where(np.isfinite(low), low, 0.0), high
+
+
+def adjusted(
+    results: list[Comparison], base_values: Mapping[_Key, F64], curr_values: Mapping[_Key, F64], policy: ComparePolicy
+) -> list[Comparison]:
+    """``results`` re-decided with their "worse" and "better" p-values adjusted by Benjamini–Hochberg
+    (``scipy.stats.false_discovery_control``) across the keys that were tested."""
+    tested = [i for i, r in enumerate(results) if r.p_value is not None and r.method == "mann-whitney"]
+    if not tested:
+        return results
+    evidence = [_evidence_of(results[i], base_values, curr_values, policy) for i in tested]
+    p_worse = sps.false_discovery_control([e.p_value for e in evidence])
+    p_better = sps.false_discovery_control([e.p_better for e in evidence])
+    out = list(results)
+    for i, e, worse, better in zip(tested, evidence, p_worse, p_better, strict=True):
+        result = results[i]
+        fixed = replace(
+            e, worse_significant=bool(worse < policy.alpha), better_significant=bool(better < policy.alpha),
+            p_adjusted=float(worse),
+        )  # fmt: skip
+        context = _Context(
+            _Key(result.metric, result.tags, result.aggregation),
+            (result.n_baseline, result.n_current),
+            result.min_effect,
+            "mann-whitney",
+            result.baseline_value,
+            result.current_value,
+        )
+        out[i] = _decided(context, fixed)
+    return out
+
+
+def _evidence_of(
+    result: Comparison, base_values: Mapping[_Key, F64], curr_values: Mapping[_Key, F64], policy: ComparePolicy
+) -> _Evidence:
+    key = _Key(result.metric, result.tags, result.aggregation)
+    base, curr = _finite(base_values[key]), _finite(curr_values[key])
+    return _rank_evidence(base, curr, result.min_effect, METRICS[result.metric].worse, policy.alpha)
 
 
 def _values_by_key(frame: pd.DataFrame) -> dict[_Key, F64]:
@@ -279,17 +404,27 @@ def _too_few_runs(context: _Context, policy: ComparePolicy) -> Comparison | None
     """Unknown when a side is under its minimum or a one-sided test could not reach ``alpha`` at these
     counts (its smallest p-value is 1 / C(m + k, k)); says how many runs would."""
     m, k = context.counts
-    possible = stats.mann_whitney_min_p(m, k) <= policy.alpha
+    possible = stats.mann_whitney_min_p(m, k) < policy.alpha
     if m >= policy.min_baseline_runs and k >= policy.min_current_runs and possible:
         return None
     k_used, m_used = max(k, policy.min_current_runs), max(m, policy.min_baseline_runs)
-    need_m = max(policy.min_baseline_runs, stats.mann_whitney_needed(k_used, policy.alpha))
-    need_k = max(policy.min_current_runs, stats.mann_whitney_needed(m_used, policy.alpha))
+    need_m = max(policy.min_baseline_runs, runs_needed(k_used, policy.alpha))
+    need_k = max(policy.min_current_runs, runs_needed(m_used, policy.alpha))
     reason = (
         f"{m} baseline and {k} current run(s) are too few for a one-sided test at p < {policy.alpha:g}: "
         f"need >= {need_m} baseline runs with {k_used} current, or >= {need_k} current runs with {m_used} baseline"
     )
     return context.unknown(reason, (need_m, need_k))
+
+
+def runs_needed(n_fixed: int, alpha: float) -> int:
+    """The fewest runs on the other side for which a one-sided Mann–Whitney test against ``n_fixed`` runs
+    can give p < ``alpha`` (strictly, as the decision rule asks): its smallest p is 1 / C(m + k, k), so 1
+    current run needs 20 baseline runs at 0.05 (1/20 is not below 0.05) and 2 current runs need 5 (1/21)."""
+    other = 1
+    while stats.mann_whitney_min_p(n_fixed, other) >= alpha:
+        other += 1
+    return other
 
 
 def _not_positive(context: _Context, base: F64, curr: F64) -> Comparison:
@@ -309,7 +444,9 @@ def _rank_evidence(base: F64, curr: F64, floor: float, worse: Worse, alpha: floa
     p_non_inferior = stats.mann_whitney(curr, degraded, better_side).p_value
     low, high = stats.mann_whitney_ratio_bounds(base, curr, alpha)
     ratio = stats.hodges_lehmann_ratio(base, curr)
-    return _Evidence(ratio, low, high, p_worse < alpha, p_better < alpha, p_non_inferior < alpha, p_worse)
+    return _Evidence(
+        ratio, low, high, p_worse < alpha, p_better < alpha, p_non_inferior < alpha, p_worse, p_better=p_better
+    )
 
 
 def compare_latest(
@@ -408,6 +545,7 @@ def _bootstrap_evidence(interval: stats.RatioInterval, floor: float, worse: Wors
 _ORDER: dict[Change, int] = {"regressed": 0, "unknown": 1, "improved": 2, "unchanged": 3}
 _HEADER = "| | metric | tags | aggregation | baseline | current | change (bounds) | runs / samples | note |"
 _RULE = "|---|---|---|---|---|---|---|---|---|"
+MARKDOWN_HEADER = f"{_HEADER}\n{_RULE}"
 
 
 def markdown_summary(results: Sequence[Comparison], title: str = "quotaquake performance gate") -> str:
@@ -443,6 +581,16 @@ def _fit(head: str, rows: Iterable[str]) -> str:
     if omitted:
         text += f"\n_{omitted} more row(s) not shown: a step summary holds at most 1 MiB._\n"
     return text
+
+
+def markdown_row(result: Comparison) -> str:
+    """One row of the step-summary table (``MARKDOWN_HEADER``)."""
+    return _row(result)
+
+
+def fit_markdown(head: str, rows: Iterable[str]) -> str:
+    """``head`` and as many ``rows`` as fit in a step summary (1 MiB of UTF-8), the rest counted."""
+    return _fit(head, rows)
 
 
 def _row(result: Comparison) -> str:

@@ -45,36 +45,73 @@ AGGREGATIONS: dict[MetricKind, tuple[str, ...]] = {
 LONG_FORM_KEYS: frozenset[str] = frozenset({"threshold", "abortOnFail", "delayAbortEval"})
 
 
+REQUEST_TAGS: frozenset[str] = frozenset({"endpoint", "tier", "phase", "fault"})
+
+
 @dataclass(frozen=True)
 class MetricSpec:
-    """What a metric measures: its k6 type, unit, and which direction is a regression."""
+    """What a metric measures: its k6 type, unit, which direction is a regression, which tag keys its
+    summary rows carry (``tag_keys``), whether it is read from a histogram (only ``med`` and ``p(N)``), whether
+    it can be judged while the load runs (``live``: from the history parts written so far, for
+    ``abortOnFail``), and whether it describes the machine rather than the system (``environment``: never a
+    regression itself, it tells the gate how noisy a night was)."""
 
     name: str
     kind: MetricKind
     unit: str
     worse: Worse
     description: str
+    tag_keys: frozenset[str] = frozenset()
+    histogram: bool = False
+    live: bool = False
+    environment: bool = False
+
+    @property
+    def timing(self) -> bool:
+        """A duration (ms or s): slowed down by a busier machine as much as by a slower system."""
+        return self.unit in ("ms", "s")
 
 
-def _spec(name: str, kind: MetricKind, unit: str, worse: Worse, description: str) -> tuple[str, MetricSpec]:
-    return name, MetricSpec(name, kind, unit, worse, description)
+def _spec(
+    name: str, kind: MetricKind, unit: str, worse: Worse, description: str, **options: object
+) -> tuple[str, MetricSpec]:
+    return name, MetricSpec(name, kind, unit, worse, description, **options)  # type: ignore[arg-type]
 
 
 METRICS: dict[str, MetricSpec] = dict(
     [
-        _spec("http_req_duration", "trend", "ms", "higher", "request latency, coordinated-omission corrected"),
-        _spec("http_req_failed", "rate", "ratio", "higher", "share of requests with a 5xx or no response"),
-        _spec("http_reqs", "counter", "requests", "lower", "requests sent; rate is requests per second"),
-        _spec("iterations_dropped", "counter", "iterations", "higher", "scheduled requests never sent"),
-        _spec("qq_generator_lag_ms", "trend", "ms", "higher", "sent minus intended send time"),
-        _spec("qq_over_admitted_cost", "counter", "cost units", "higher", "cost admitted beyond the quota model"),
-        _spec("qq_false_rejections", "counter", "requests", "higher", "429s while the model certainly had room"),
-        _spec("qq_rejected_ratio", "rate", "ratio", "higher", "share of requests answered 429"),
-        _spec("qq_limiter_decision_ms", "trend", "ms", "higher", "rate-limit decision time"),
-        _spec("qq_recovery_s", "gauge", "s", "higher", "longest recovery after a fault's rollback"),
-        _spec("qq_fault_availability", "rate", "ratio", "lower", "share of requests served during faults"),
+        _spec("http_req_duration", "trend", "ms", "higher", "request latency from the actual send (k6's meaning)",
+              tag_keys=REQUEST_TAGS, live=True),
+        _spec("qq_req_duration_intended", "trend", "ms", "higher",
+              "request latency from the intended send (coordinated-omission corrected)", tag_keys=REQUEST_TAGS,
+              live=True),
+        _spec("http_req_failed", "rate", "ratio", "higher", "share of requests with a 5xx or no response",
+              tag_keys=REQUEST_TAGS, live=True),
+        _spec("http_reqs", "counter", "requests", "lower", "requests sent; rate is requests per second",
+              tag_keys=REQUEST_TAGS, live=True),
+        _spec("iterations_dropped", "counter", "iterations", "higher", "scheduled requests never sent (k6)"),
+        _spec("qq_generator_lag_ms", "trend", "ms", "higher", "sent minus intended send time",
+              tag_keys=REQUEST_TAGS, live=True),
+        _spec("qq_over_admitted_cost", "counter", "cost units", "higher", "cost admitted beyond the quota model",
+              tag_keys=frozenset({"tier"})),
+        _spec("qq_false_rejections", "counter", "requests", "higher", "429s while the model certainly had room",
+              tag_keys=frozenset({"tier"})),
+        _spec("qq_rejected_ratio", "rate", "ratio", "higher", "share of requests answered 429",
+              tag_keys=REQUEST_TAGS, live=True),
+        _spec("qq_limiter_decision_ms", "trend", "ms", "higher", "rate-limit decision time (limiter histogram)",
+              histogram=True, live=True),
+        _spec("qq_recovery_s", "gauge", "s", "higher", "longest recovery after a fault's rollback",
+              tag_keys=frozenset({"fault"})),
+        _spec("qq_fault_availability", "rate", "ratio", "lower", "share of requests served during faults",
+              tag_keys=frozenset({"fault"})),
+        _spec("qq_host_other_cpu", "gauge", "cores", "higher",
+              "cores busy with neither the stack nor the generator (the machine's other load), mean over the run",
+              environment=True),
+        _spec("qq_host_cpu_pressure", "gauge", "ratio", "higher",
+              "share of each second a runnable task waited for a CPU (PSI some), mean over the run",
+              environment=True),
     ]
-)
+)  # fmt: skip
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _NUMBER_RE = re.compile(_NUMBER)
@@ -212,25 +249,49 @@ def parse_metric_key(key: str) -> tuple[str, Tags]:
 
 
 def validate_submetric(metric: str, tags: Tags) -> MetricSpec:
-    """The spec of ``metric``; ``ValueError`` for an unknown metric or tag key."""
+    """The spec of ``metric``; ``ValueError`` for an unknown metric, a tag key it does not carry, or a
+    ``fault`` filter without a ``phase`` filter on a request metric (``fault`` tags the ``during`` and
+    ``after`` phases of one fault: say which)."""
     spec = METRICS.get(metric)
     if spec is None:
         raise ValueError(f"unknown metric {metric!r} (known: {', '.join(sorted(METRICS))})")
-    for key, _ in tags:
+    keys = {key for key, _ in tags}
+    for key in sorted(keys):
         if key not in TAG_KEYS:
             raise ValueError(f"unknown tag key {key!r} (known: {', '.join(sorted(TAG_KEYS))})")
+        if key not in spec.tag_keys:
+            carried = ", ".join(sorted(spec.tag_keys)) or "none"
+            raise ValueError(f"{metric} has no tag {key!r} (its tags: {carried})")
+    if spec.tag_keys == REQUEST_TAGS and "fault" in keys and "phase" not in keys:
+        raise ValueError("a fault filter needs a phase filter too (phase:during or phase:after)")
     return spec
 
 
 def check_aggregation(spec: MetricSpec, expression: Expression) -> None:
     """``ValueError`` when the aggregation does not apply to the metric's type (k6's rule)."""
-    supported = AGGREGATIONS[spec.kind]
+    supported = ("med", "p(N)") if spec.histogram else AGGREGATIONS[spec.kind]
     name = "p(N)" if expression.percentile is not None else expression.aggregation
     if name not in supported:
         raise ValueError(
-            f"aggregation {expression.aggregation} does not apply to {spec.name} (a {spec.kind}; "
+            f"aggregation {expression.aggregation} does not apply to {spec.name} "
+            f"(a {'histogram' if spec.histogram else spec.kind}; "
             f"supported: {', '.join(supported)})"
         )
+
+
+def check_abortable(spec: MetricSpec, tags: Tags) -> None:
+    """``ValueError`` unless a threshold on ``spec`` with ``tags`` can be judged while the load runs: from the
+    history parts written so far (or the target's Prometheus, for the limiter's decision time), before any
+    fault window is known (``faults.json`` is written after the experiment), so neither a ``phase`` nor a
+    ``fault`` filter."""
+    if not spec.live:
+        raise ValueError(
+            f"abortOnFail: {spec.name} is known only after the run (it needs the whole history, the "
+            "experiment's journal or the whole run's host samples); remove abortOnFail"
+        )
+    known_later = sorted(key for key, _ in tags if key in ("phase", "fault"))
+    if known_later:
+        raise ValueError(f"abortOnFail: the {known_later[0]} of a request is known only after the experiment")
 
 
 def parse_duration_s(value: object) -> float:
@@ -261,6 +322,19 @@ def _go_duration_s(text: str) -> float:
     if not _GO_DURATION_RE.fullmatch(text):
         raise ValueError(f"{text!r} is not a duration (e.g. '10s', '1m30s', '1d')")
     return sum(float(number) * _UNIT_S[unit] for number, unit in _GO_UNIT_RE.findall(text))
+
+
+def parse_summary_key(text: str) -> tuple[str, Tags, str]:
+    """``metric{tags}: aggregation`` (a summary key as a gate file names it) -> its parts, validated like a
+    threshold's (``ValueError`` says what is wrong)."""
+    key, colon, aggregation = text.rpartition(":")
+    if not colon or not key.strip():
+        raise ValueError(f"{text!r} is not 'metric{{tags}}: aggregation' (e.g. 'http_req_duration{{tier:pro}}: p(95)')")
+    metric, tags = parse_metric_key(key.strip())
+    spec = validate_submetric(metric, tags)
+    name, percentile = _parse_aggregation(aggregation.strip())
+    check_aggregation(spec, Expression(name, percentile, "<", 0.0))
+    return metric, tags, name
 
 
 # --- files ----------------------------------------------------------------------------------------------
@@ -300,6 +374,8 @@ def _threshold(path: Path | str, where: str, metric: str, tags: Tags, entry: obj
     try:
         expression = parse_expression(source)
         check_aggregation(METRICS[metric], expression)
+        if abort_on_fail:
+            check_abortable(METRICS[metric], tags)
     except ValueError as exc:
         raise ConfigError(path, where, str(exc)) from None
     return Threshold(

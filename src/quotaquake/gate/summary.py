@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from quotaquake import stats
+from quotaquake.errors import ConfigError
 from quotaquake.gate.expressions import (
     METRICS,
     Tags,
@@ -110,6 +111,65 @@ def trend_rows(
     pairs = _checked_tags(metric, tags)
     ordered = np.sort(np.asarray(values, dtype=np.float64)[~np.isnan(np.asarray(values, dtype=np.float64))])
     return [_trend_row(metric, pairs, name, ordered, confidence) for name in aggregations]
+
+
+def sorted_trend_rows(
+    metric: str,
+    tags: Tags | Mapping[str, str],
+    ordered: npt.NDArray[np.float64],
+    aggregations: Sequence[str] = DEFAULT_TREND_AGGREGATIONS,
+    confidence: float = 0.95,
+) -> list[SummaryRow]:
+    """``trend_rows`` of samples already sorted ascending and free of NaN (no copy, no sort)."""
+    pairs = _checked_tags(metric, tags)
+    return [_trend_row(metric, pairs, name, ordered, confidence) for name in aggregations]
+
+
+def histogram_rows(
+    metric: str,
+    tags: Tags | Mapping[str, str],
+    buckets: Mapping[float, float],
+    aggregations: Sequence[str],
+    confidence: float = 0.95,
+    estimates: Mapping[str, float] | None = None,
+) -> list[SummaryRow]:
+    """Rows of a trend known only as a cumulative histogram: ``buckets`` maps each upper edge (in the metric's
+    unit, ``inf`` for the last) to the samples at most that large. ``med``/``p(N)`` values come from
+    ``estimates`` when given (e.g. Prometheus' ``histogram_quantile``), else by linear interpolation within
+    the bucket; the bounds are the bucket edges that bound the order statistics of ``stats`` (``high``: the
+    smallest edge with at least the upper rank's count under it; ``low``: the largest edge with fewer than
+    the lower rank's count, 0 when none). Other aggregations have no row. No samples: no rows."""
+    pairs = _checked_tags(metric, tags)
+    edges = sorted((float(edge), float(count)) for edge, count in buckets.items())
+    n = round(edges[-1][1]) if edges else 0
+    if n <= 0:
+        return []
+    rows = []
+    for name in aggregations:
+        q = _percentile_of(name)
+        if q is None or not 0.0 < q < 100.0:
+            continue
+        lower, upper = stats.order_statistic_ranks(n, q, confidence)
+        high = next((edge for edge, count in edges if count >= upper), math.inf) if upper is not None else math.inf
+        low = max((edge for edge, count in edges if count < lower), default=0.0) if lower is not None else 0.0
+        value = (estimates or {}).get(name, _interpolated(edges, q / 100.0 * n))
+        rows.append(SummaryRow(metric, pairs, name, float(value), n, low, high, confidence))
+    return rows
+
+
+def _interpolated(edges: list[tuple[float, float]], rank: float) -> float:
+    """The value at ``rank`` interpolated linearly within its bucket (as Prometheus' ``histogram_quantile``);
+    the lower finite edge when the rank falls in the ``inf`` bucket."""
+    previous_edge, previous_count = 0.0, 0.0
+    for edge, count in edges:
+        if count >= rank:
+            if not math.isfinite(edge):
+                return previous_edge
+            if count == previous_count:
+                return edge
+            return previous_edge + (edge - previous_edge) * (rank - previous_count) / (count - previous_count)
+        previous_edge, previous_count = edge, count
+    return previous_edge
 
 
 def _trend_row(metric: str, tags: Tags, name: str, ordered: npt.NDArray[np.float64], confidence: float) -> SummaryRow:
@@ -220,8 +280,13 @@ def write_summary(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_summary(path: Path) -> pd.DataFrame:
-    """Read a summary written by ``write_summary`` (schema-checked)."""
-    return conform(pd.read_parquet(path, engine="pyarrow"))
+    """Read a summary written by ``write_summary`` (schema-checked); a missing, corrupt or foreign file is a
+    one-line ``ConfigError`` naming it."""
+    try:
+        return conform(pd.read_parquet(path, engine="pyarrow"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(path, None, f"not a readable quotaquake summary: {reason}") from None
 
 
 # --- evaluation -----------------------------------------------------------------------------------------
@@ -326,7 +391,7 @@ def _needed_percentile_at_least(limit: float, row: SummaryRow, q: float) -> int 
 def _reason(threshold: Threshold, row: SummaryRow, status: stats.Status, needed: int | None) -> str:
     measured = f"{threshold.aggregation}={_fmt(row.value)}"
     if row.low != row.high:
-        measured += f" (bounds {_fmt(row.low)}..{_fmt(row.high)}, {row.confidence:.0%} one-sided)"
+        measured += f" (bounds {_fmt(row.low)}..{_fmt(row.high)}, {100 * row.confidence:.4g}% one-sided)"
     text = f"{measured} vs {threshold.operator}{format_number(threshold.value)}, n={row.n}"
     if status != "unknown":
         return f"{text}: {'proven' if status == 'pass' else 'violated'}"

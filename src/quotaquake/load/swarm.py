@@ -77,18 +77,12 @@ def plain_run_info(runtime: ScenarioRuntime, parsed: Any, swarm: int | None) -> 
     if swarm is not None:
         notes.append(f"swarm {swarm} of a Locust web UI run; the options are those the swarm started with")
     return RunInfo(
+        **state.target_facts(),
         run_id=Path(swarm_folder(parsed).path).name if swarm is None else f"{options.out.name}-swarm-{swarm}",
         scenario=str(getattr(parsed, "locustfile", "") or ""),
         target_rate=options.rate,
         duration_s=float(run_time) if run_time else None,
         started_at=datetime.now(UTC),
-        provider=state.provider,
-        stack_id=state.stack_id,
-        prometheus_url=state.require_endpoints().prometheus,
-        replicas=state.replicas,
-        defect=state.defect,
-        model=state.model,
-        kong=state.kong,
         policy=runtime.policy,
         command=list(sys.argv),
         locust_processes=max(1, int(getattr(parsed, "processes", None) or 1)),

@@ -1,11 +1,17 @@
 """Mask API keys in anything the report shows: ``qq_`` keys of the embedded registry, and any value
-following an api-key header or field name (Kong ``apikey``, ``x-api-key``, ``key=``)."""
+following an api-key header or field name (Kong ``apikey``, ``x-api-key``, ``key=``). The gate's metric
+names (``qq_limiter_decision_ms``, ...) look like keys and are left alone."""
 
 from __future__ import annotations
 
 import re
 
-_QQ_KEY = re.compile(r"\bqq_[A-Za-z0-9_\-]{8,}")
+from quotaquake.gate.expressions import METRICS
+
+_METRIC_SUFFIXES = "|".join(
+    sorted((re.escape(name.removeprefix("qq_")) for name in METRICS if name.startswith("qq_")), key=len, reverse=True)
+)
+_QQ_KEY = re.compile(rf"\bqq_(?!(?:{_METRIC_SUFFIXES})(?![A-Za-z0-9_\-]))[A-Za-z0-9_\-]{{8,}}")
 _KEY_CONTEXT = re.compile(
     r"(?i)\b((?:x-)?api[-_]?key|key|authorization)(\"?\s*[:=]\s*\"?|\s+)(?!\*)([A-Za-z0-9_\-\.~+/]{6,})"
 )

@@ -17,6 +17,7 @@ Layout (models in ``quotaquake.runfolder.models``, the history schema in ``quota
     prometheus.json             server-side counters over the run window (orchestrating process)
     host.jsonl                  the machine each second during the load: CPU, pressure, who used it (host sampler)
     verdicts.json               verification; index.html and junit.xml: the report
+    summary.parquet             verification: one row per metric x tags x aggregation, with bounds (the gate's input)
 
 Readers turn a missing, truncated or corrupt file into a one-line ``ConfigError`` naming the file
 (exit code 2), never a traceback and never exit code 1, which means "the system failed a check".
@@ -146,6 +147,11 @@ class RunFolder:
     @property
     def verdicts_file(self) -> Path:
         return self.path / "verdicts.json"
+
+    @property
+    def summary_file(self) -> Path:
+        """The run's summary (``quotaquake.gate.summary`` schema), written by verification after the checks."""
+        return self.path / "summary.parquet"
 
     @property
     def report_file(self) -> Path:

@@ -51,6 +51,23 @@ class CommandSetting(BaseModel):
     source: str
 
 
+class AbortRecord(BaseModel):
+    """``run.json`` ``aborted``: ``quotaquake run`` stopped the load early because a k6-style threshold with
+    ``abortOnFail`` was proven broken from the history (or the Prometheus) so far. ``after_s``: seconds of
+    load at the decision; ``value``/``low``/``high``/``n``: the judged row then (bounds at the stricter
+    confidence of a repeated look)."""
+
+    at: datetime
+    after_s: float
+    threshold: str  # the threshold's label: "http_req_duration{tier:pro}: p(95)<50"
+    reason: str
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+    confidence: float | None = None
+
+
 class RunInfo(BaseModel):
     """``run.json``: what was asked for and against what. Written only by the orchestrating process:
     ``quotaquake run``, or the Locust master of a plain ``locust -f`` run (which orchestrates itself)."""
@@ -75,6 +92,7 @@ class RunInfo(BaseModel):
     initial_state_at: datetime | None = None  # when the reset happened
     load_exit_code: int | None = None  # the load engine's exit code (negative: killed by that signal)
     notes: list[str] = Field(default_factory=list)
+    aborted: AbortRecord | None = None  # the load was stopped early by a threshold with abortOnFail
     config_file: str | None = None  # the quotaquake.toml / pyproject.toml that applied (None: none found)
     settings: list[CommandSetting] = Field(default_factory=list)  # every option of the command and its source
     engine_config_files: list[str] = Field(default_factory=list)  # engine.json's config_files, copied at the end

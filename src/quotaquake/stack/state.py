@@ -14,6 +14,7 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -102,6 +103,18 @@ class Endpoints(BaseModel):
     calibration_path: str = "/calibrate"
 
 
+class TargetFacts(TypedDict):
+    """``RunInfo``'s fields that describe the target (see ``StackState.target_facts``)."""
+
+    provider: str
+    stack_id: str
+    prometheus_url: str | None
+    replicas: int
+    defect: str | None
+    model: QuotaModel
+    kong: KongSpec | None
+
+
 class StackState(BaseModel):
     version: int = 1
     provider: str  # local | docker | external
@@ -123,6 +136,18 @@ class StackState(BaseModel):
 
     def consumers_of(self, tier: str) -> list[Consumer]:
         return [c for c in self.consumers if c.tier == tier]
+
+    def target_facts(self) -> TargetFacts:
+        """What ``run.json`` records of the target a run ran against (``RunInfo``'s target fields)."""
+        return {
+            "provider": self.provider,
+            "stack_id": self.stack_id,
+            "prometheus_url": self.require_endpoints().prometheus,
+            "replicas": self.replicas,
+            "defect": self.defect,
+            "model": self.model,
+            "kong": self.kong,
+        }
 
     def require_endpoints(self) -> Endpoints:
         if self.endpoints is None:

@@ -1,4 +1,5 @@
-"""Run every check over a run folder and write ``verdicts.json``.
+"""Run every check over a run folder and write ``verdicts.json`` (and, after the checks, the run's
+``summary.parquet`` with the verdicts of the thresholds file's k6-style ``thresholds:``).
 
 A checker that raises yields ``unknown`` with the exception text (never ``pass``). The quota model
 follows ``run.json``'s ``model``: ``token-bucket`` (embedded limiter), ``kong`` (Kong 3.9's rate-limiting
@@ -26,6 +27,7 @@ from quotaquake.verify.checks.quota_kong import check_quota_kong
 from quotaquake.verify.checks.quota_token_bucket import CHECK as QUOTA_CHECK
 from quotaquake.verify.checks.quota_token_bucket import check_quota_token_bucket
 from quotaquake.verify.data.rundata import RunData, load_run
+from quotaquake.verify.summary import summarize_run
 from quotaquake.verify.thresholds import Thresholds, load_thresholds
 from quotaquake.verify.verdict import Outcome, Verdict, dumps
 
@@ -100,6 +102,9 @@ def verify_run(run_dir: Path, thresholds_path: Path | None = None) -> Outcome:
     """
     thresholds = load_thresholds(thresholds_path)
     run = load_run(run_dir)
-    outcome = Outcome(run_dir=run_dir, verdicts=run_checks(run, thresholds))
-    RunFolder(run_dir).write_verdicts(dumps(outcome))
+    folder = RunFolder(run_dir)
+    verdicts = run_checks(run, thresholds)
+    verdicts += tuple(summarize_run(run, thresholds, verdicts, folder))  # summary.parquet, k6-style thresholds
+    outcome = Outcome(run_dir=run_dir, verdicts=verdicts)
+    folder.write_verdicts(dumps(outcome))
     return outcome

@@ -3,6 +3,10 @@
 Units are in the field names (``_ms`` milliseconds, ``_s`` seconds, ratios in [0, 1]). Defaults are the
 seed's targets: proxy p95 < 50 ms per endpoint and tier, rate-limit check p99 < 2 ms, error rate < 0.1 %,
 judged after a 3 s warm-up with one-sided 95 % bounds; the generator is late beyond a 10 ms lag p99.
+
+Two more sections, both optional: ``thresholds:`` in k6's syntax (``quotaquake.gate.expressions``), judged
+against the run's summary (``verify.summary``), and ``gate:``, the knobs of ``quotaquake gate``
+(``GateSection``).
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from quotaquake import defaults
-from quotaquake.config import load_model
+from quotaquake.config import read_yaml, validation_problem
+from quotaquake.gate.expressions import METRICS, Threshold, parse_summary_key, parse_thresholds
 
 DEFAULT_THRESHOLDS_PATH = defaults.THRESHOLDS
 """The packaged ``stack/thresholds.yaml`` (``quotaquake.defaults``): the built-in defaults, written out."""
@@ -162,6 +167,55 @@ class DegradationLimits(_Section):
     when_no_faults: Literal["unknown", "pass"] = "unknown"
 
 
+DEFAULT_GATED_KEYS: tuple[str, ...] = (
+    "http_req_duration: med",
+    "http_req_duration: p(95)",
+    "http_req_failed: rate",
+    "http_reqs: rate",
+    "qq_rejected_ratio: rate",
+    "qq_limiter_decision_ms: p(99)",
+    "qq_over_admitted_cost: count",
+    "qq_false_rejections: count",
+    "qq_recovery_s: value",
+    "qq_fault_availability: rate",
+)
+
+
+class GateSection(_Section):
+    """``quotaquake gate``: the newest ``current_runs`` comparable runs of the baseline store against up to
+    ``baseline_runs`` comparable runs before them (None: all). A change is a regression when a one-sided
+    Mann–Whitney test over the per-run values finds it at ``alpha`` (Benjamini–Hochberg across the keys
+    compared) and it exceeds ``min_effect`` (a fraction of the baseline; per metric in
+    ``min_effect_by_metric``). ``keys``: the summary keys (``metric{tags}: aggregation``) the gate judges: a
+    regression fails it, an undecided key makes it unknown, and a pass needs each proven unchanged or
+    better; every other key is compared and shown, never judged (so many per-key tests find changes by
+    chance). A key the current run does not have (no experiment, no Prometheus) is left out. ``fdr``:
+    adjust the keys' p-values across them (Benjamini–Hochberg), which a long list of keys needs."""
+
+    current_runs: Annotated[int, Field(ge=1)] = 1
+    baseline_runs: Annotated[int, Field(ge=1)] | None = None
+    alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    min_effect: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.10
+    min_effect_by_metric: dict[str, Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=dict)
+    keys: tuple[str, ...] = DEFAULT_GATED_KEYS
+    fdr: bool = False
+
+    @field_validator("min_effect_by_metric")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(name for name in value if name not in METRICS)
+        if unknown:
+            raise ValueError(f"unknown metric {unknown[0]!r} (known: {', '.join(sorted(METRICS))})")
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _parsable_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            parse_summary_key(text)
+        return value
+
+
 class Thresholds(_Section):
     version: int = 1
     slo: Slo = Slo()
@@ -170,6 +224,8 @@ class Thresholds(_Section):
     contention: Contention = Contention()
     crosscheck: CrossCheck = CrossCheck()
     degradation: DegradationLimits = DegradationLimits()
+    gate: GateSection = GateSection()
+    thresholds: tuple[Threshold, ...] = ()  # k6's syntax; parsed by load_thresholds, which names file and key
 
     @model_validator(mode="after")
     def _generator_tighter_than_the_slo(self) -> Thresholds:
@@ -192,8 +248,21 @@ def _field_error(field: str, value: object, problem: str) -> ValidationError:
 def load_thresholds(path: Path | None = None) -> Thresholds:
     """Validated thresholds from ``path``; ``None`` -> built-in defaults (the seed's targets).
 
-    A missing or invalid file raises ``ConfigError`` naming the file and the field.
+    A missing or invalid file raises ``ConfigError`` naming the file and the field; the ``thresholds:``
+    section (k6's syntax) is parsed by ``gate.expressions.parse_thresholds``, which names the key.
     """
     if path is None:
         return Thresholds()
-    return load_model(path, Thresholds)
+    data = read_yaml(path)
+    data = {} if data is None else data
+    k6_section: object = None
+    if isinstance(data, dict) and "thresholds" in data:
+        k6_section = data["thresholds"]
+        data = {key: value for key, value in data.items() if key != "thresholds"}
+    try:
+        model = Thresholds.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(path, exc) from None
+    if k6_section is None:
+        return model
+    return model.model_copy(update={"thresholds": parse_thresholds(k6_section, path)})

@@ -128,7 +128,7 @@ def host_window(samples: list[HostSample], start_s: float, end_s: float, limits:
         for reason in found:
             reasons[reason] = reasons.get(reason, 0) + 1
         generator_bound += sample.generator_max_process_cpu >= limits.generator_core
-        counts = sample.wake_delay_counts[: len(wake)]
+        counts = np.asarray(sample.wake_delay_counts[: len(wake)], dtype=np.int64)
         wake[: len(counts)] += counts
     return HostWindow(
         samples=len(chosen),
