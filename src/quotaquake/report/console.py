@@ -1,5 +1,7 @@
 """The end-of-run summary on the terminal, like k6's end-of-test summary: ``quotaquake run`` and ``quotaquake
-verify`` print it before the verdicts. For display only: it decides nothing (the verdicts do).
+verify`` print it before the verdicts. For display only: it decides nothing (the verdicts do; the judged
+summary with bounds is ``summary.parquet``, ``verify.summary``, which leaves the warm-up out where the
+checks do: this one shows every request, as k6's end-of-test summary does).
 
 From the run folder as verification reads it (``verify.data.rundata``: the history's send times, latency,
 status and tier; ``run.json``; ``engine.json``):
@@ -60,7 +62,7 @@ class TierLine:
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class ConsoleSummary:
     """What the summary shows (units in the names; ``None``: nothing to show, e.g. no response at all)."""
 
     run_id: str
@@ -98,7 +100,7 @@ def load_summary_data(folder: RunFolder) -> RunData:
     )
 
 
-def summarize(run: RunData, folder: RunFolder) -> RunSummary:
+def summarize(run: RunData, folder: RunFolder) -> ConsoleSummary:
     """The summary of ``run`` (recorded in ``folder``)."""
     history = run.history
     status = np.asarray(history["status"], dtype=np.int64)
@@ -110,7 +112,7 @@ def summarize(run: RunData, folder: RunFolder) -> RunSummary:
     generator = run.engine.generator if run.engine is not None else None
     files = [p for p in folder.path.rglob("*") if p.is_file()]
     errors_by_status = _by_status(status, np.isin(classes, _class_indices(ERROR_CLASSES)))
-    return RunSummary(
+    return ConsoleSummary(
         run_id=run.info.run_id,
         scenario=Path(run.info.scenario).name,
         target_rate=run.info.target_rate,
@@ -221,7 +223,7 @@ def _spread(values: dict[str, float | None]) -> str:
     return "  ".join(f"{name}={ms(value)}" for name, value in values.items())
 
 
-def summary_lines(summary: RunSummary) -> list[tuple[str, str]]:
+def summary_lines(summary: ConsoleSummary) -> list[tuple[str, str]]:
     """The summary as (label, text) lines, in the order they are printed."""
     asked = []
     if summary.target_rate is not None:
@@ -251,7 +253,7 @@ def summary_lines(summary: RunSummary) -> list[tuple[str, str]]:
     return lines
 
 
-def _schedule(summary: RunSummary) -> str:
+def _schedule(summary: ConsoleSummary) -> str:
     parts = []
     if summary.scheduled is not None and summary.sent is not None:
         parts.append(f"{summary.sent:,} of {summary.scheduled:,} scheduled sent")
@@ -260,7 +262,7 @@ def _schedule(summary: RunSummary) -> str:
     return f"   ({'; '.join(parts)})" if parts else ""
 
 
-def render_summary(summary: RunSummary, console: Console) -> None:
+def render_summary(summary: ConsoleSummary, console: Console) -> None:
     """Print the summary: label .....: value lines, then the per-tier table."""
     width = max(len(label) for label, _ in summary_lines(summary)) + 4
     console.print(Text("summary", style="bold"))
@@ -287,7 +289,7 @@ def tier_table(tiers: list[TierLine]) -> Table:
     return table
 
 
-def print_summary(folder: RunFolder, console: Console) -> RunSummary:
+def print_summary(folder: RunFolder, console: Console) -> ConsoleSummary:
     """Load ``folder``, summarize it and print the summary; returns it."""
     summary = summarize(load_summary_data(folder), folder)
     render_summary(summary, console)
