@@ -1,8 +1,13 @@
 """The run context: one frozen object with everything a ``quotaquake run`` knows, built once and passed down.
 
-``RunRequest`` is what the user asked for, validated once where it enters (``validate_request``);
-``RunContext`` adds what the run established: its id and folder, the stack it runs against, the policy
-that stack enforces, how many Locust processes drive the load, and where to report progress.
+``RunRequest`` is what the user asked for, validated once where it enters (``validate_request``), with
+where each option came from (``settings``: command line, environment, ``quotaquake.toml``, defaults; see
+``quotaquake.configfile``); ``RunContext`` adds what the run established: its id and folder, the stack it
+runs against, the policy that stack enforces, how many Locust processes drive the load, and where to
+report progress.
+
+Scenarios and experiments may be given by name (``resolve_named``): ``--scenario tiered`` is the
+project's ``scenarios/tiered.py`` if it has one, else the packaged one (``quotaquake.defaults``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from quotaquake import defaults
 from quotaquake.errors import UsageError
 from quotaquake.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.models import CommandSetting
 from quotaquake.stack.state import DEFAULT_STATE_PATH, StackState
 
 ENGINES = ("locust", "k6")
@@ -52,6 +59,47 @@ class RunRequest:
     allow_hosts: tuple[str, ...] = ()
     locust_args: tuple[str, ...] = ()  # the extra arguments: Locust's, or the --qq-* options for k6
     engine: str = "locust"  # the load engine: ENGINES
+    settings: tuple[CommandSetting, ...] = ()  # every option, its value and source (run.json ``settings``)
+    config_file: Path | None = None  # the configuration file that applied, if any
+
+
+@dataclass(frozen=True)
+class NamedKind:
+    """A kind of file that may be given by name: the option, the project's and the package's folder."""
+
+    option: str
+    folder: str  # under the project: "scenarios", "chaos"
+    packaged: Path
+    suffix: str
+    label: str  # "scenario", "experiment"
+
+
+SCENARIO = NamedKind("--scenario", "scenarios", defaults.SCENARIOS_DIR, defaults.SCENARIO_SUFFIX, "scenario")
+EXPERIMENT = NamedKind("--chaos", "chaos", defaults.CHAOS_DIR, defaults.EXPERIMENT_SUFFIX, "experiment")
+
+
+def resolve_named(value: Path, kind: NamedKind, project: Path) -> tuple[Path, str | None]:
+    """The file ``value`` names, and how it was found (``None``: as given).
+
+    ``value`` itself when it is a file; otherwise, for a relative value, ``<project>/<kind.folder>/<value>``
+    (the suffix may be left out: ``tiered``, ``k8s/redis-kill``), then the packaged one. A value found
+    nowhere is returned as given (``validate_request`` names it and the packaged names)."""
+    if value.is_file() or value.is_absolute():
+        return value, None
+    own = defaults.named(project / kind.folder, str(value), kind.suffix)
+    if own is not None:
+        return own, f"project {kind.label} {value}"
+    packaged = defaults.named(kind.packaged, str(value), kind.suffix)
+    if packaged is not None:
+        return packaged, f"packaged {kind.label} {value}"
+    return value, None
+
+
+def missing_named(value: Path, kind: NamedKind) -> UsageError:
+    """The error for a scenario or experiment found nowhere, listing the packaged names."""
+    problem = "is not a file" if value.is_dir() else "does not exist"
+    names = ", ".join(defaults.names(kind.packaged, kind.suffix))
+    return UsageError(f"{kind.option}: {value} {problem} (packaged {kind.label}s by name: {names})")
 
 
 def validate_request(request: RunRequest) -> None:
@@ -61,9 +109,9 @@ def validate_request(request: RunRequest) -> None:
     from quotaquake.load.safety import check_duration, check_rate
 
     if not request.scenario.is_file():
-        raise UsageError(f"--scenario: {request.scenario} does not exist")
+        raise missing_named(request.scenario, SCENARIO)
     if request.chaos is not None and not request.chaos.is_file():
-        raise UsageError(f"--chaos: {request.chaos} does not exist")
+        raise missing_named(request.chaos, EXPERIMENT)
     if request.processes is not None and request.processes < 1:
         raise UsageError(f"--processes: {request.processes} must be at least 1")
     check_rate(request.rate)

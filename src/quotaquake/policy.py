@@ -16,9 +16,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from quotaquake import defaults
 from quotaquake.config import load_model
 
-DEFAULT_POLICY_PATH = Path("stack/policy.yaml")
+DEFAULT_POLICY_PATH = defaults.POLICY
+"""The packaged ``stack/policy.yaml`` (``quotaquake.defaults``): found from any directory."""
 ANONYMOUS_TIER = "anonymous"
 
 QuotaModel = Literal["token-bucket", "fixed-window", "kong"]

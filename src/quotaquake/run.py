@@ -131,7 +131,15 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
         with sampling_host(folder, context.state_path), aborting(context) as aborter:
             exit_code = drive_load(context)
         aborted = None if aborter is None else aborter.record
-        info = info.model_copy(update={"ended_at": datetime.now(UTC), "load_exit_code": exit_code, "aborted": aborted})
+        engine = folder.read_engine()
+        info = info.model_copy(
+            update={
+                "ended_at": datetime.now(UTC),
+                "load_exit_code": exit_code,
+                "aborted": aborted,
+                "engine_config_files": engine.config_files if engine is not None else [],
+            }
+        )
         folder.write_info(info)
         snapshot_server_side(context, info)
     return folder
@@ -149,6 +157,8 @@ def run_info(context: RunContext) -> RunInfo:
         policy=context.policy,
         command=["quotaquake", *sys.argv[1:]],
         locust_processes=context.processes,
+        config_file=str(request.config_file) if request.config_file else None,
+        settings=list(request.settings),
     )
 
 
@@ -285,9 +295,11 @@ def verify_and_report(
     baseline: Path | None = None,
     commit: str | None = None,
 ) -> int:
-    """Check a run folder, render index.html + junit.xml, print the verdicts; return the exit code. With
-    ``baseline``, append the run's summary (and identity: ``commit``, machine, stack) to that store."""
+    """Check a run folder, render index.html + junit.xml, print the summary and the verdicts; return the
+    exit code. With ``baseline``, append the run's summary (and identity: ``commit``, machine, stack) to
+    that store."""
     from quotaquake.report import render_report
+    from quotaquake.report.console import print_summary
     from quotaquake.verify.engine import verify_run
 
     folder = RunFolder(run_dir)
@@ -299,8 +311,9 @@ def verify_and_report(
     complete_manual_run(folder, journal, state_path, console)
     outcome = verify_run(run_dir, thresholds)
     report = render_report(folder, outcome)
+    print_summary(folder, console)
     print_verdicts(outcome, console)
-    console.print(f"report: {report}")
+    console.print(f"report: {report}", markup=False, highlight=False, soft_wrap=True)  # a path to copy whole
     if baseline is not None:
         from quotaquake.gate.identity import append_run
 

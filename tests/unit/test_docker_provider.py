@@ -83,7 +83,7 @@ def test_lb_config_round_robins_over_every_replica_and_keeps_client_xff() -> Non
 
 def test_stub_build_context_holds_only_the_dockerfile_and_the_package(tmp_path: Path) -> None:
     (REPO / "src" / "quotaquake" / "__pycache__").mkdir(exist_ok=True)
-    context = docker_stack.stage_stub_context(REPO, tmp_path / "ctx")
+    context = docker_stack.stage_stub_context(tmp_path / "ctx")
     assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "src"]
     assert (context / "src" / "quotaquake" / "services" / "stub_api" / "__main__.py").is_file()
     assert not list(context.rglob("__pycache__"))

@@ -76,6 +76,23 @@ def test_read_live_stats(tmp_path: Path) -> None:
     assert read_live_stats(csv_path) is None
 
 
+def test_live_stats_count_the_429_and_401_rows_locust_names_by_status(tmp_path: Path) -> None:
+    csv_path = tmp_path / "locust_stats.csv"
+    csv_path.write_text(
+        "Type,Name,Request Count,Failure Count,Requests/s\n"
+        "POST,/identify,60,3,30\n"
+        "POST,/identify [429 over quota],25,0,12.5\n"
+        "POST,/compare [429 over quota],5,0,2.5\n"
+        "GET,/health [401 unknown key],4,0,2\n"
+        "POST,/odd [name] path,6,0,3\n"
+        ",Aggregated,100,3,50\n"
+    )
+    stats = read_live_stats(csv_path)
+    assert stats is not None
+    assert (stats.requests, stats.over_quota, stats.unknown_key, stats.failures) == (100, 30, 4, 3)
+    assert stats.line() == "100 req  50 req/s  429: 30  401: 4  errors: 3"
+
+
 def test_validate_request_checks_inputs_before_anything_starts(tmp_path: Path) -> None:
     scenario = tmp_path / "s.py"
     scenario.write_text("")

@@ -2,7 +2,10 @@
 
 ``run_locust`` starts ``locust -f <scenario> --headless ...`` for a validated ``RunContext`` in its own
 session (so Ctrl-C or an error stops Locust and all its worker processes), shows elapsed time, requests,
-current rate and failures from Locust's live CSV while it runs, and returns the final counts.
+current rate, 429s (over quota), 401s (unknown key) and errors (Locust's failures: 5xx, other 4xx, no
+response) from Locust's live CSV while it runs, and returns the final counts. The scenario reports 401
+and 429 answers under names of their own (``/identify [429 over quota]``, ``quotaquake.load.users``):
+the progress sums the rows named ``<path> [<status> ...]``.
 
 Locust writes into the run folder: its output to ``RunFolder.locust_log``, its stats to the
 ``locust_*.csv`` files and ``locust.html``, the history to ``history/`` and its own record to
@@ -31,6 +34,7 @@ import contextlib
 import csv
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,9 +80,24 @@ class LocustResult:
 
 @dataclass(frozen=True)
 class LiveStats:
+    """What Locust's live statistics say so far (all counts since the start)."""
+
     requests: int
-    failures: int
+    failures: int  # Locust's failures: 5xx, other 4xx, no response (401 and 429 are not failures)
     rate: float  # req/s as Locust reports it (recent window)
+    over_quota: int = 0  # 429 answers
+    unknown_key: int = 0  # 401 answers
+
+    def line(self) -> str:
+        """The progress line: ``1,234 req  50 req/s  429: 10  401: 2  errors: 0``."""
+        return (
+            f"{self.requests:,} req  {self.rate:,.0f} req/s  429: {self.over_quota:,}  "
+            f"401: {self.unknown_key:,}  errors: {self.failures:,}"
+        )
+
+
+NAMED_STATUS = re.compile(r" \[(\d{3})\b[^\]]*\]$")
+"""A statistics row of answers named by status (``/identify [429 over quota]``): the status."""
 
 
 def choose_processes(rate: float, cpus: int | None = None) -> int:
@@ -110,12 +129,21 @@ def locust_command(context: RunContext) -> list[str]:
 
 
 def read_live_stats(stats_csv: Path) -> LiveStats | None:
-    """The ``Aggregated`` row of Locust's ``<prefix>_stats.csv`` (``None`` while absent or half written)."""
+    """The ``Aggregated`` row of Locust's ``<prefix>_stats.csv`` with the 429 and 401 rows summed (``None``
+    while absent or half written)."""
+    by_status: dict[int, int] = {}
     try:
         with stats_csv.open(newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
-                if row.get("Name") == "Aggregated":
-                    return LiveStats(int(row["Request Count"]), int(row["Failure Count"]), float(row["Requests/s"]))
+                name = row.get("Name") or ""
+                if name == "Aggregated":
+                    total = LiveStats(int(row["Request Count"]), int(row["Failure Count"]), float(row["Requests/s"]))
+                    return LiveStats(total.requests, total.failures, total.rate, by_status.get(429, 0),
+                                     by_status.get(401, 0))  # fmt: skip
+                named = NAMED_STATUS.search(name)
+                if named is not None:
+                    status = int(named.group(1))
+                    by_status[status] = by_status.get(status, 0) + int(row["Request Count"])
     except (OSError, KeyError, ValueError):
         return None
     return None
@@ -206,7 +234,7 @@ def _await_exit(process: subprocess.Popen[bytes], stats_csv: Path, duration_s: f
         started = time.monotonic()
         while process.poll() is None:
             live = read_live_stats(stats_csv)
-            text = f"{live.requests:,} req  {live.rate:,.0f} req/s  {live.failures:,} failed" if live else "starting"
+            text = live.line() if live else "starting"
             progress.update(bar, completed=min(duration_s, time.monotonic() - started), description=text)
             try:
                 process.wait(timeout=POLL_S)

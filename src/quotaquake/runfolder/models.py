@@ -36,6 +36,21 @@ class InitialState(StrEnum):
     UNKNOWN = "unknown"
 
 
+class CommandSetting(BaseModel):
+    """One option of the quotaquake command that recorded the run, its value and where it came from
+    (``run.json`` ``settings``).
+
+    ``option``: as typed (``--rate``; ``locust arguments`` for the arguments passed on to Locust);
+    ``source``: ``command line``, ``environment variable <NAME>``, ``config file <path> (<key>)``,
+    ``default``, ``project file`` (the project's ``stack/policy.yaml``...) or ``packaged default``; a name
+    resolved to a file says so (``command line (packaged scenario tiered)``). Passwords in URLs are ``***``.
+    """
+
+    option: str
+    value: JsonValue
+    source: str
+
+
 class AbortRecord(BaseModel):
     """``run.json`` ``aborted``: ``quotaquake run`` stopped the load early because a k6-style threshold with
     ``abortOnFail`` was proven broken from the history (or the Prometheus) so far. ``after_s``: seconds of
@@ -78,6 +93,9 @@ class RunInfo(BaseModel):
     load_exit_code: int | None = None  # the load engine's exit code (negative: killed by that signal)
     notes: list[str] = Field(default_factory=list)
     aborted: AbortRecord | None = None  # the load was stopped early by a threshold with abortOnFail
+    config_file: str | None = None  # the quotaquake.toml / pyproject.toml that applied (None: none found)
+    settings: list[CommandSetting] = Field(default_factory=list)  # every option of the command and its source
+    engine_config_files: list[str] = Field(default_factory=list)  # engine.json's config_files, copied at the end
 
 
 class Delivery(StrEnum):

@@ -17,10 +17,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from quotaquake import defaults
 from quotaquake.config import read_yaml, validation_problem
 from quotaquake.gate.expressions import METRICS, Threshold, parse_summary_key, parse_thresholds
 
-DEFAULT_THRESHOLDS_PATH = Path("stack/thresholds.yaml")
+DEFAULT_THRESHOLDS_PATH = defaults.THRESHOLDS
+"""The packaged ``stack/thresholds.yaml`` (``quotaquake.defaults``): the built-in defaults, written out."""
 
 NonNegative = Annotated[float, Field(ge=0.0)]
 PositiveMs = Annotated[float, Field(gt=0)]

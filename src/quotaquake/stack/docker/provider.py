@@ -59,6 +59,7 @@ from testcontainers.core.image import DockerImage
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import ExecWaitStrategy, HttpWaitStrategy, LogMessageWaitStrategy
 
+from quotaquake import defaults
 from quotaquake.errors import StackError, UsageError
 from quotaquake.kongspec import KongSpec
 from quotaquake.load.safety import check_target
@@ -87,7 +88,8 @@ PROMETHEUS_PORT = 9090
 CONSUMER_READY_TIMEOUT_S = 30.0  # a new consumer's limits must be active on every replica within this
 CLOCK_SKEW_MS = 10.0  # containers read the host's clock; the margin covers a wall-clock step during a run
 KONG_DB = {"user": "kong", "password": "kong", "database": "kong"}
-REPO_ROOT = Path(__file__).resolve().parents[3]
+PACKAGE_DIR = Path(__file__).resolve().parents[2]
+"""The ``quotaquake`` package this module belongs to: the stub API's image is built from it."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,9 @@ def require_docker(timeout_s: float = DOCKER_PING_TIMEOUT_S) -> None:
         )
 
 
-def stage_stub_context(repo_root: Path, dest: Path) -> Path:
-    """Write the stub API's build context to ``dest``: the Dockerfile and ``src/quotaquake`` only."""
-    dockerfile = repo_root / "stack" / "docker" / "Dockerfile"
-    package = repo_root / "src" / "quotaquake"
+def stage_stub_context(dest: Path, dockerfile: Path = defaults.STUB_DOCKERFILE, package: Path = PACKAGE_DIR) -> Path:
+    """Write the stub API's build context to ``dest``: the Dockerfile and the package as ``src/quotaquake``
+    only (the packaged ``stack/docker/Dockerfile`` and the installed package: works from any directory)."""
     if not dockerfile.is_file() or not package.is_dir():
         raise StackError("stub-api", f"cannot build the image: {dockerfile} or {package} is missing")
     if dest.exists():
@@ -235,7 +236,7 @@ class DockerProvider:
         bind_host: str = "127.0.0.1",
         ping_timeout_s: float = DOCKER_PING_TIMEOUT_S,
         ready_timeout_s: float = 180.0,
-        repo_root: Path = REPO_ROOT,
+        package_dir: Path = PACKAGE_DIR,
     ) -> None:
         if replicas < 1:
             raise UsageError(f"--replicas must be at least 1, got {replicas}")
@@ -248,7 +249,7 @@ class DockerProvider:
         self.bind_host = bind_host
         self.ping_timeout_s = ping_timeout_s
         self.ready_timeout_s = ready_timeout_s
-        self.repo_root = repo_root
+        self.package_dir = package_dir
 
     @classmethod
     def from_options(cls, options: ProviderOptions) -> DockerProvider:
@@ -458,7 +459,7 @@ class _StackBuilder:
         return url
 
     def _start_stub(self) -> str:
-        context = stage_stub_context(self.p.repo_root, Path(self.state.work_dir) / "stub-image")
+        context = stage_stub_context(Path(self.state.work_dir) / "stub-image", package=self.p.package_dir)
         try:
             DockerImage(path=context, tag=self.p.images.stub_api_tag, clean_up=False).build()
         except docker.errors.BuildError as exc:

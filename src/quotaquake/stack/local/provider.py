@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from quotaquake import defaults
 from quotaquake.errors import StackError, UsageError
 from quotaquake.policy import Policy, load_policy
 from quotaquake.services.limiter.defects import parse_defect
@@ -55,8 +56,8 @@ CALIBRATION_PATH = "/calibrate"
 START_ATTEMPTS = 3  # a port taken by someone binding it explicitly: start again on fresh ports
 REDIS_URL_ENV = "QUOTAQUAKE_REDIS_URL"
 POSTGRES_URL_ENV = "QUOTAQUAKE_POSTGRES_URL"
-BUNDLED_TEMPLATES = Path(__file__).resolve().parents[4] / "stack" / "gateway"
-"""The repository's ``stack/gateway`` (Envoy and Prometheus templates), used when the policy's folder has none."""
+BUNDLED_TEMPLATES = defaults.GATEWAY_TEMPLATES
+"""The packaged ``stack/gateway`` (Envoy and Prometheus templates), used when the policy's folder has none."""
 
 
 def binary(name: str, *candidates: Path) -> str:
@@ -646,7 +647,7 @@ def _unrecorded_stack_message(state_file: Path, live: dict[str, list[int]]) -> s
 
 
 def gateway_templates(folder: Path) -> Path:
-    """``folder/gateway`` when it has the Envoy templates, else the repository's ``stack/gateway``."""
+    """``folder/gateway`` when it has the Envoy templates, else the packaged ``stack/gateway``."""
     for candidate in (folder / "gateway", BUNDLED_TEMPLATES):
         if (candidate / "replica.yaml.j2").is_file():
             return candidate
