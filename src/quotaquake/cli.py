@@ -39,8 +39,13 @@ StateOpt = Annotated[
 PolicyOpt = Annotated[Path, typer.Option("--policy", help="Quota policy file.")]
 ReplicasOpt = Annotated[int, typer.Option("--replicas", help="Gateway replicas behind the load balancer.")]
 DefectOpt = Annotated[
-    str | None, typer.Option("--defect", help="Seed a limiter defect: racy, fail-closed, no-retry-after, slow.")
+    str | None,
+    typer.Option("--defect", help="Seed a limiter defect: racy, fail-closed, no-retry-after, slow, no-failover."),
 ]
+REDIS_HELP = (
+    "Redis of the local stack: single, proxied (behind an Envoy redis_proxy: latency faults), sentinel (a primary,"
+    " a replica and 3 Sentinels, proxied: failover faults)."
+)
 
 
 def print_endpoints(state: StackState) -> None:
@@ -81,16 +86,19 @@ def stack_up(
     ] = "local",
     target: Annotated[Path | None, typer.Option(help="External target file (provider external).")] = None,
     allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Allow a non-loopback host.")] = None,
+    redis: Annotated[str, typer.Option("--redis", help=REDIS_HELP)] = "single",
 ) -> None:
     """Start the stack detached, print its endpoints and write the state file."""
     from quotaquake.stack.provider import ProviderOptions
     from quotaquake.stack.registry import provider_named
+    from quotaquake.stack.state import redis_topology
 
     options = ProviderOptions(
         state_path=checked_state_path(state),
         policy_path=policy,
         replicas=replicas,
         defect=defect,
+        redis=redis_topology(redis),
         target=target,
         allow_hosts=tuple(allow_host or ()),
     )
@@ -207,6 +215,9 @@ def run(
     policy: PolicyOpt = DEFAULT_POLICY_PATH,
     state: StateOpt = None,
     allow_host: Annotated[list[str] | None, typer.Option("--allow-host", help="Allow a non-loopback host.")] = None,
+    redis: Annotated[
+        str | None, typer.Option("--redis", help=REDIS_HELP + " Default: what the experiment needs, else single.")
+    ] = None,
 ) -> None:
     """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
 
@@ -216,6 +227,7 @@ def run(
     from quotaquake.context import RunRequest, parse_duration
     from quotaquake.run import record_run, verify_and_report
     from quotaquake.stack.lifecycle import readable_state
+    from quotaquake.stack.state import redis_topology
 
     request = RunRequest(
         scenario=scenario,
@@ -235,6 +247,7 @@ def run(
         allow_hosts=tuple(allow_host or ()),
         locust_args=tuple(ctx.args),
         engine=engine,
+        redis=None if redis is None else redis_topology(redis),
     )
     with StackLock(request.state_path, "quotaquake run") as lock:
         leftovers = clear_leftovers(lock)

@@ -16,7 +16,7 @@ from rich.console import Console
 from quotaquake.errors import UsageError
 from quotaquake.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from quotaquake.runfolder import RunFolder
-from quotaquake.stack.state import DEFAULT_STATE_PATH, StackState
+from quotaquake.stack.state import DEFAULT_STATE_PATH, RedisTopology, StackState
 
 ENGINES = ("locust", "k6")
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
@@ -52,6 +52,7 @@ class RunRequest:
     allow_hosts: tuple[str, ...] = ()
     locust_args: tuple[str, ...] = ()  # the extra arguments: Locust's, or the --qq-* options for k6
     engine: str = "locust"  # the load engine: ENGINES
+    redis: RedisTopology | None = None  # Redis of a local stack started for the run; None: what the experiment needs
 
 
 def validate_request(request: RunRequest) -> None:
