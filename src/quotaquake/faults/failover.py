@@ -218,20 +218,20 @@ def pause_primary(state: StackState, hold_s: float, handles: HandleFactory = han
     """SIGSTOP the primary for ``hold_s`` seconds (past the Sentinels' down-after: they promote its replica),
     then SIGCONT it: it comes back a stale primary until they demote it. Returns the measurements plus
     ``resumed_at``."""
-    stopped: list[str] = []
+    stopped: list[tuple[str, float]] = []
     resumed: list[float] = []
 
     def hit(service: str) -> None:
-        stopped.append(service)
+        stopped.append((service, time.time()))
         handle_of(state, service, handles).stop()
 
     def hold() -> None:
         if stopped:
-            time.sleep(max(0.0, hold_s - (time.time() - started)))
-            handle_of(state, stopped[0], handles).resume()
+            service, at = stopped[0]
+            time.sleep(max(0.0, hold_s - (time.time() - at)))
+            handle_of(state, service, handles).resume()
             resumed.append(time.time())
 
-    started = time.time()
     output = inject(state, hit, hold)
     output["hold_s"] = hold_s
     output["resumed_at"] = round(resumed[0], 6) if resumed else None

@@ -14,6 +14,11 @@ so every write acknowledged before ``replicated_until`` survived. The bridge han
   decisions after the promotion stay indeterminate (a call that timed out may still have run);
 * the failover window no longer splits the consumer into units (``kept`` are the windows that still do:
   every other fault, and failovers whose loss is not bounded by their record).
+
+A Redis latency fault (kind ``latency``) loses nothing either: the store stays one node with all its
+writes, only slower, so it is bridged too. Its degraded decisions answered faster than the policy's Redis
+timeout never waited for Redis (the limiter was skipping it after a timeout): they spent nothing there
+(``silent``); those that waited may have run in Redis after all and stay indeterminate.
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ class Bridge:
 
     bridged: list[tuple[FaultWindow, FailoverRecord]] = field(default_factory=list)
     kept: list[FaultWindow] = field(default_factory=list)
+    slow: list[FaultWindow] = field(default_factory=list)  # latency windows bridged
     lost: Bools | None = None
     silent: Bools | None = None
 
@@ -121,11 +127,13 @@ class Bridge:
 
     @property
     def first_fault_ns(self) -> int | None:
+        """The first bridged failover's fault (epoch ns), ``None`` without one."""
         return min((int(r.fault_at * NS) for _, r in self.bridged), default=None)
 
     def evidence(self, cost: npt.NDArray[np.floating]) -> list[dict[str, object]]:
         bound = float(np.asarray(cost, dtype=np.float64)[self.lost].sum()) if self.lost is not None else 0.0
-        return [
+        slow: list[dict[str, object]] = [{"fault": w.name, "kind": str(w.kind), "lost": "nothing"} for w in self.slow]
+        return slow + [
             {
                 "fault": w.name,
                 "replicated_until": r.replicated_until,
@@ -139,12 +147,14 @@ class Bridge:
 
 
 def failover_bridge(run: RunData, status: npt.NDArray[np.int32] | None = None) -> Bridge:
-    """The bridge over every failover window whose loss its record bounds; other windows are ``kept``."""
+    """The bridge over every failover window whose loss its record bounds and every latency window; other
+    windows are ``kept``."""
     records = failover_records(run)
     bridged = [(w, r) for w, r in records if r is not None and r.replicated_until is not None]
-    if not bridged:
+    slow = [w for w in run.faults if w.kind is FaultKind.LATENCY]
+    if not bridged and not slow:
         return Bridge(kept=list(run.faults))
-    ids = {id(w) for w, _ in bridged}
+    ids = {id(w) for w, _ in bridged} | {id(w) for w in slow}
     kept = [w for w in run.faults if id(w) not in ids]
     sent = np.asarray(run.history["sent_ns"])
     status = np.asarray(run.history["status"]) if status is None else status
@@ -159,7 +169,11 @@ def failover_bridge(run: RunData, status: npt.NDArray[np.int32] | None = None) -
         lost |= admitted & (sent + latency_ns >= record.replicated_until * NS) & (sent <= fault)
         promoted = fault_bounds_ns(window)[1] if record.promoted_at is None else int(record.promoted_at * NS)
         silent |= degraded & (sent >= fault) & (sent <= promoted)
-    return Bridge(bridged, kept, lost, silent)
+    timeout_ns = run.info.policy.degradation.redis_timeout_ms * 1e6
+    for window in slow:
+        start, end = fault_bounds_ns(window)
+        silent |= degraded & (sent >= start) & (sent <= end) & (latency_ns < timeout_ns)
+    return Bridge(bridged, kept, slow, lost, silent)
 
 
 def _classes(status: npt.NDArray[np.int32]) -> npt.NDArray[np.int8]:
