@@ -108,9 +108,14 @@ def restore_all(timeout_s: float = DEFAULT_RESTORE_TIMEOUT_S, configuration: Con
 
     Healthy means every service answers its readiness check and the LB sees every replica healthy
     (``quotaquake.chaos.health``). Fails the activity if that does not happen within ``timeout_s``.
-    Returns ``{"actions": [...], "healthy_after_s": seconds}``; safe to run on a healthy stack.
+    Returns ``{"actions": [...], "healthy_after_s": seconds}`` (and ``redis_delay``: the record of switching
+    off a Redis delay still on, as ``clear_redis_delay`` returns it); safe to run on a healthy stack.
     """
     state = load_stack(configuration)
+    cleared = latency.clear_recorded(state)  # a Redis delay still on: its window's record ends here
     actions = restore_stack(state)
     healthy_after_s = wait_until_healthy(state, timeout_s)
-    return {"actions": actions, "healthy_after_s": round(healthy_after_s, 3)}
+    output: dict[str, object] = {"actions": actions, "healthy_after_s": round(healthy_after_s, 3)}
+    if cleared is not None:
+        output["redis_delay"] = cleared
+    return output

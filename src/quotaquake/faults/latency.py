@@ -66,6 +66,8 @@ def window_details(fault: Activity, undo: Activity | None) -> Details | None:
     """The delay, the timeout it was judged against, and the limiters' decisions inside the window."""
     start = fault.output if isinstance(fault.output, Mapping) else {}
     end = undo.output if undo is not None and isinstance(undo.output, Mapping) else {}
+    if isinstance(end.get("redis_delay"), Mapping):  # restore_all switched the delay off
+        end = end["redis_delay"]
     details: Details = {
         "delay_ms": delay_of(fault),
         "switched_at": start.get("at"),
@@ -167,6 +169,14 @@ def active_delays(state: StackState) -> list[str]:
         for key, entry in entries.items()
         if key.startswith(RUNTIME_PREFIX) and entry.get("final_value") not in ("0", "", None)
     ]
+
+
+def clear_recorded(state: StackState) -> dict[str, object] | None:
+    """Switch a delay still on off, with the record ``undo`` returns; ``None`` when none is on (or the stack
+    has no proxy)."""
+    if state.redis not in REQUIRES or not (state.endpoints and state.endpoints.redis_proxy_admin):
+        return None
+    return undo(state) if active_delays(state) else None
 
 
 def clear_if_proxied(state: StackState) -> bool:
