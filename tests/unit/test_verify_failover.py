@@ -82,7 +82,7 @@ def test_the_quota_check_carries_the_state_across_a_bounded_failover() -> None:
     rows = [*correct_history(), row(20.5, 429), row(20.8, 429)]
     bridged = check_quota_token_bucket(data(rows), Thresholds())
     assert bridged.status == "pass", bridged.summary
-    assert bridged.evidence["bridged_failovers"][0]["fault"] == "kill-redis-primary"
+    assert bridged.evidence["bridged_faults"][0]["fault"] == "kill-redis-primary"
     assert bridged.evidence["consumers"][0]["judged_429"] == 5
     unbounded = check_quota_token_bucket(data(rows, window(replicated_until=None)), Thresholds())
     assert unbounded.status == "unknown" and unbounded.evidence["unjudged_429"] == 2
@@ -164,3 +164,20 @@ def test_a_replica_lagging_beyond_every_sample_leaves_the_bound_unknown() -> Non
 def test_no_request_after_the_promotion_cannot_show_the_limiter_followed() -> None:
     verdict = check_failover(data([*spent_bucket(), *outage()]), Thresholds())
     assert verdict.status == "unknown"
+
+
+def test_a_latency_window_is_bridged_with_its_quick_degraded_answers_still_maybe_spent() -> None:
+    # a Redis delay from 10 s to 20 s: the degraded admission at 12 s answered in 5 ms, yet its call may
+    # have run in Redis (a timeout fails every call waiting on the connection): the 429 at 20.5 s is right
+    # if it did (0.08 + 1.02 - 1 + 0.85 = 0.95 < 1), so no reading may call it false
+    slow = FaultWindow(name="delay-redis-50ms", kind=FaultKind.LATENCY, service="redis-proxy",
+                       role=ServiceRole.RATE_LIMIT_STORE, expect=Expectation.FAIL_OPEN_LOCAL,
+                       start=START_S + 10.0, end=START_S + 20.0, details={"delay_ms": 50})  # fmt: skip
+    rows = [*spent_bucket(), row(12.0, degraded=DEGRADED, latency_ms=5.0), row(20.5, 429)]
+    verdict = check_quota_token_bucket(data(rows, slow), Thresholds())
+    assert verdict.status == "pass", verdict.summary
+    assert verdict.evidence["bridged_faults"][0] == {
+        "fault": "delay-redis-50ms",
+        "kind": "latency",
+        "lost": "nothing",
+    }

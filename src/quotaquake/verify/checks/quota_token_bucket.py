@@ -63,8 +63,8 @@ def check_quota_token_bucket(run: RunData, thresholds: Thresholds) -> Verdict:
     )
     table = _consumer_table(run, quotas, states, stats)
     verdict = _verdict(run, thresholds, quotas, table, flags)
-    if bridge.bridged and isinstance(verdict.evidence, dict):
-        verdict.evidence["bridged_failovers"] = bridge.evidence(cost)
+    if (bridge.bridged or bridge.slow) and isinstance(verdict.evidence, dict):
+        verdict.evidence["bridged_faults"] = bridge.evidence(cost)
     return verdict
 
 

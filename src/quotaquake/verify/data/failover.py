@@ -16,9 +16,10 @@ so every write acknowledged before ``replicated_until`` survived. The bridge han
   every other fault, and failovers whose loss is not bounded by their record).
 
 A Redis latency fault (kind ``latency``) loses nothing either: the store stays one node with all its
-writes, only slower, so it is bridged too. Its degraded decisions answered faster than the policy's Redis
-timeout never waited for Redis (the limiter was skipping it after a timeout): they spent nothing there
-(``silent``); those that waited may have run in Redis after all and stay indeterminate.
+writes, only slower, so it is bridged too. Every degraded decision in it stays indeterminate: a call the
+limiter gave up on still reaches Redis after the delay, and a timeout fails every call waiting on that
+connection, also ones that waited less than the timeout (so a quick degraded answer does not prove that
+no call was made).
 """
 
 from __future__ import annotations
@@ -169,10 +170,6 @@ def failover_bridge(run: RunData, status: npt.NDArray[np.int32] | None = None) -
         lost |= admitted & (sent + latency_ns >= record.replicated_until * NS) & (sent <= fault)
         promoted = fault_bounds_ns(window)[1] if record.promoted_at is None else int(record.promoted_at * NS)
         silent |= degraded & (sent >= fault) & (sent <= promoted)
-    timeout_ns = run.info.policy.degradation.redis_timeout_ms * 1e6
-    for window in slow:
-        start, end = fault_bounds_ns(window)
-        silent |= degraded & (sent >= start) & (sent <= end) & (latency_ns < timeout_ns)
     return Bridge(bridged, kept, slow, lost, silent)
 
 
