@@ -121,7 +121,8 @@ ThresholdsOpt = Annotated[
 ]
 ReplicasOpt = Annotated[int, typer.Option("--replicas", help="Gateway replicas behind the load balancer.")]
 DefectOpt = Annotated[
-    str | None, typer.Option("--defect", help="Seed a limiter defect: racy, fail-closed, no-retry-after, slow.")
+    str | None,
+    typer.Option("--defect", help="Seed a limiter defect: racy, fail-closed, no-retry-after, slow, no-failover."),
 ]
 ProviderOpt = Annotated[str, typer.Option(help="Stack provider: local, docker (Kong via Testcontainers), external.")]
 TargetOpt = Annotated[Path | None, typer.Option(help="Target file of an existing deployment (provider external).")]
@@ -240,6 +241,12 @@ def check_store(store: Path | None) -> None:
         raise UsageError(f"--baseline: {store} is not a folder")
 
 
+REDIS_HELP = (
+    "Redis of the local stack: single, proxied (behind an Envoy redis_proxy: latency faults), sentinel (a primary,"
+    " a replica and 3 Sentinels, proxied: failover faults)."
+)
+
+
 def print_endpoints(state: StackState) -> None:
     endpoints = state.require_endpoints()
     table = Table(title=f"stack {state.stack_id} ({state.provider}, {state.replicas} replicas)", show_header=False)
@@ -278,10 +285,12 @@ def stack_up(
     provider: ProviderOpt = "local",
     target: TargetOpt = None,
     allow_host: AllowHostOpt = None,
+    redis: Annotated[str, typer.Option("--redis", help=REDIS_HELP)] = "single",
 ) -> None:
     """Start the stack detached, print its endpoints and write the state file."""
     from quotaquake.stack.provider import ProviderOptions
     from quotaquake.stack.registry import provider_named
+    from quotaquake.stack.state import redis_topology
 
     project = project_of(ctx)
     print_config(project)
@@ -290,6 +299,7 @@ def stack_up(
         policy_path=default_file(policy, project, defaults.POLICY_NAME, defaults.POLICY)[0],
         replicas=replicas,
         defect=defect,
+        redis=redis_topology(redis),
         target=target,
         allow_hosts=tuple(allow_host or ()),
     )
@@ -451,6 +461,9 @@ def run(
     allow_host: AllowHostOpt = None,
     baseline: BaselineOpt = None,
     commit: CommitOpt = None,
+    redis: Annotated[
+        str | None, typer.Option("--redis", help=REDIS_HELP + " Default: what the experiment needs, else single.")
+    ] = None,
 ) -> None:
     """Bring the stack up (or use the running one), drive load (and chaos), tear down, verify, report.
 
@@ -464,6 +477,7 @@ def run(
     from quotaquake.context import RunRequest, parse_duration
     from quotaquake.run import record_run, verify_and_report
     from quotaquake.stack.lifecycle import readable_state
+    from quotaquake.stack.state import redis_topology
 
     project = project_of(ctx)
     print_config(project)
@@ -492,6 +506,7 @@ def run(
         engine=engine,
         settings=(*applied_settings(ctx, project, files.found), locust_setting),
         config_file=project.config.path if project.config else None,
+        redis=None if redis is None else redis_topology(redis),
     )
     with StackLock(request.state_path, "quotaquake run") as lock:
         leftovers = clear_leftovers(lock)

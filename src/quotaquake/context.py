@@ -23,7 +23,7 @@ from quotaquake.errors import UsageError
 from quotaquake.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from quotaquake.runfolder import RunFolder
 from quotaquake.runfolder.models import CommandSetting
-from quotaquake.stack.state import DEFAULT_STATE_PATH, StackState
+from quotaquake.stack.state import DEFAULT_STATE_PATH, RedisTopology, StackState
 
 ENGINES = ("locust", "k6")
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
@@ -61,6 +61,7 @@ class RunRequest:
     engine: str = "locust"  # the load engine: ENGINES
     settings: tuple[CommandSetting, ...] = ()  # every option, its value and source (run.json ``settings``)
     config_file: Path | None = None  # the configuration file that applied, if any
+    redis: RedisTopology | None = None  # Redis of a local stack started for the run; None: what the experiment needs
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,23 @@ def check_chaos_request(request: RunRequest) -> None:
             f"--chaos-delay: {request.chaos_delay_s:g} s is not shorter than --duration {request.duration_s:g} s "
             "(the experiment would start after the load ended)"
         )
-    validate_experiment_file(request.chaos)
+    loaded = validate_experiment_file(request.chaos)
+    check_chaos_topology(request, loaded)
+
+
+def check_chaos_topology(request: RunRequest, experiment: Mapping[str, object]) -> None:
+    """An explicit ``--redis`` must give the experiment the Redis it needs (a failover needs Sentinel, a
+    latency fault the Redis proxy): refused in one line naming the option, before anything starts."""
+    from quotaquake.chaos.preflight import needed_redis
+
+    fitting = needed_redis(experiment)
+    if request.redis is None or fitting is None or request.redis in fitting:
+        return
+    assert request.chaos is not None
+    raise UsageError(
+        f"--redis {request.redis}: {request.chaos} needs --redis {' or '.join(fitting)} "
+        "(omit --redis and the run starts the stack it needs)"
+    )
 
 
 def check_extra_locust_args(args: tuple[str, ...]) -> None:

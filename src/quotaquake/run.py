@@ -28,7 +28,7 @@ from quotaquake.runfolder.models import PrometheusSnapshot, RunInfo
 from quotaquake.stack import processes
 from quotaquake.stack.provider import ProviderOptions
 from quotaquake.stack.registry import provider_named
-from quotaquake.stack.state import StackState, read_state
+from quotaquake.stack.state import RedisTopology, StackState, read_state
 from quotaquake.verify.thresholds import load_thresholds
 from quotaquake.verify.verdict import Outcome
 
@@ -59,10 +59,11 @@ def running_stack(request: RunRequest) -> StackState | None:
     if not state.ready or not all(processes.is_alive(s) for s in state.services.values() if s.pid is not None):
         return None
     wrong_replicas = request.replicas is not None and request.replicas != state.replicas
-    if request.defect != state.defect or (state.provider == "local" and wrong_replicas):
+    wrong_redis = request.redis is not None and request.redis != state.redis
+    if request.defect != state.defect or (state.provider == "local" and (wrong_replicas or wrong_redis)):
         raise UsageError(
-            f"a stack is already up with defect={state.defect} replicas={state.replicas}; "
-            "stop it (`quotaquake stack down`) or run without --defect/--replicas"
+            f"a stack is already up with defect={state.defect} replicas={state.replicas} redis={state.redis}; "
+            "stop it (`quotaquake stack down`) or run without --defect/--replicas/--redis"
         )
     return state
 
@@ -80,6 +81,7 @@ def acquired_stack(request: RunRequest, console: Console) -> Iterator[StackState
         policy_path=request.policy_path,
         replicas=DEFAULT_REPLICAS if request.replicas is None else request.replicas,
         defect=request.defect,
+        redis=redis_for(request),
         target=request.target,
         allow_hosts=request.allow_hosts,
     )
@@ -92,6 +94,20 @@ def acquired_stack(request: RunRequest, console: Console) -> Iterator[StackState
     finally:
         with console.status("stopping the stack ..."):
             provider.down(state)
+
+
+def redis_for(request: RunRequest) -> RedisTopology:
+    """``--redis``, else the simplest Redis the experiment needs (a failover: sentinel), else single."""
+    if request.redis is not None:
+        return request.redis
+    if request.chaos is not None:
+        from quotaquake.chaos.preflight import needed_redis
+        from quotaquake.chaos.runner import validate_experiment_file
+
+        fitting = needed_redis(validate_experiment_file(request.chaos))
+        if fitting:
+            return fitting[0]
+    return "single"
 
 
 def stack_policy(state: StackState, request: RunRequest) -> Policy:

@@ -13,7 +13,7 @@ import pytest
 
 from quotaquake.stack.local.provider import LocalProvider
 from quotaquake.stack.registry import provider_for
-from quotaquake.stack.state import STATE_ENV_VAR, Consumer, StackState
+from quotaquake.stack.state import STATE_ENV_VAR, Consumer, RedisTopology, StackState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,19 +22,20 @@ StackFactory = Callable[..., StackState]
 
 @pytest.fixture(scope="session")
 def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactory]:
-    """``stack_factory(defect=None, replicas=3)`` -> a running local stack, cached per arguments."""
-    started: dict[tuple[str | None, int], tuple[LocalProvider, StackState]] = {}
+    """``stack_factory(defect=None, replicas=3, redis="single")`` -> a running local stack, cached per arguments."""
+    started: dict[tuple[str | None, int, RedisTopology], tuple[LocalProvider, StackState]] = {}
 
-    def start(defect: str | None = None, replicas: int = 3) -> StackState:
-        key = (defect, replicas)
+    def start(defect: str | None = None, replicas: int = 3, redis: RedisTopology = "single") -> StackState:
+        key = (defect, replicas, redis)
         if key not in started:
-            root = tmp_path_factory.mktemp(f"stack-{defect or 'ok'}-{replicas}")
+            root = tmp_path_factory.mktemp(f"stack-{defect or 'ok'}-{replicas}-{redis}")
             provider = LocalProvider(
                 state_path=root / "stack.json",
                 work_root=root,
                 policy_path=REPO / "stack" / "policy.yaml",
                 replicas=replicas,
                 defect=defect,
+                redis=redis,
             )
             started[key] = (provider, provider.up())
         return started[key][1]

@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "chaos").glob("*.json"))
 K8S_EXPERIMENTS = sorted((REPO / "chaos" / "k8s").glob("*.json"))
 ALL = EXPERIMENTS + K8S_EXPERIMENTS
-EXPECTED = {"redis-kill", "redis-pause", "gateway-replica-kill", "postgres-kill", "combined"}
+EXPECTED = {
+    "redis-kill", "redis-pause", "gateway-replica-kill", "postgres-kill", "combined",
+    "redis-failover", "redis-failover-stale", "redis-latency",
+}  # fmt: skip
 
 
 def _activities(experiment: dict[str, Any]) -> list[dict[str, Any]]:

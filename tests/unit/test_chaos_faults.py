@@ -81,7 +81,8 @@ def test_kill_and_stop_reach_the_named_service(tmp_path: Path) -> None:
 
 def test_kill_replicas_kills_the_highest_numbered(tmp_path: Path) -> None:
     stack = FakeStack()
-    assert replica_loss.inject(make_state(tmp_path), 2, stack) == ["gateway-2", "gateway-3"]
+    killed = replica_loss.inject(make_state(tmp_path), 2, stack)
+    assert killed["replicas"] == ["gateway-2", "gateway-3"]
     assert stack.log == ["kill gateway-2", "kill gateway-3"]
 
 

@@ -50,6 +50,9 @@ class FakeShared:
         self.calls = 0
         self.state: dict[str, tuple[float | None, float]] = {}
 
+    def on_primary_change(self, callback: object) -> None:
+        self.primary_change = callback
+
     async def decide(self, consumer: str, quota: Quota, cost: float, month: str, month_ttl: int) -> Outcome:
         self.calls += 1
         if not self.up:

@@ -12,7 +12,7 @@ from quotaquake.errors import ConfigError
 from quotaquake.policy import load_policy
 from quotaquake.runfolder import RunFolder
 from quotaquake.verify.data.rundata import load_run
-from quotaquake.verify.engine import CHECKERS, run_checks, verify_run
+from quotaquake.verify.engine import CHECKERS, FAULT_CHECKS, run_checks, verify_run
 from quotaquake.verify.thresholds import Thresholds
 from quotaquake.verify.verdict import Verdict, compose
 from tests.support.synthetic import SyntheticRun, mixed_consumers, write_run
@@ -44,7 +44,9 @@ def statuses(run_dir: Path) -> dict[str, str]:
 def test_correct_limiter_passes_everything(tmp_path: Path):
     run_dir = simulated(tmp_path)
     outcome = verify_run(run_dir)
-    applicable = {name: "pass" for name, _ in CHECKERS if name != "policy-expressiveness"}  # Kong targets only
+    applicable = {  # policy-expressiveness: Kong targets only; a fault kind's own check: runs with that fault
+        name: "pass" for name, _ in CHECKERS if name != "policy-expressiveness" and name not in FAULT_CHECKS
+    }
     assert {v.check: v.status for v in outcome.verdicts} == applicable
     assert outcome.exit_code == 0
     written = json.loads(RunFolder(run_dir).verdicts_file.read_text())

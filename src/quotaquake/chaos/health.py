@@ -70,9 +70,13 @@ def gateway_problems(state: StackState, client: httpx.Client) -> list[str]:
 
 
 def stack_problems(state: StackState) -> list[str]:
-    """Everything unhealthy right now; empty when the stack is healthy."""
+    """Everything unhealthy right now; empty when the stack is healthy (a replicated Redis: one primary the
+    Sentinels agree on, every other node replicating from it)."""
+    from quotaquake.stack.local.sentinel import set_problems
+
     with httpx.Client(timeout=HEALTH_TIMEOUT_S) as client:
-        return service_problems(state) + gateway_problems(state, client)
+        problems = service_problems(state) + gateway_problems(state, client)
+    return problems + (set_problems(state) if state.redis == "sentinel" and not problems else [])
 
 
 def wait_until_healthy(state: StackState, timeout_s: float) -> float:

@@ -98,9 +98,10 @@ def windows_of(
                 kind=fault.kind,
                 service=service,
                 role=role,
-                expect=fault.expectation(policy, role, kong),
+                expect=fault.expect(activity, policy, role, kong),
                 start=activity.start,
                 end=undo.end if undo else None,
+                details=fault.details(activity, undo),
             )
         )
     return windows

@@ -11,10 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from quotaquake.faults.targets import ChaosTargetError, choose_replicas, require_service
-from quotaquake.stack.state import StackState
+from quotaquake.stack.state import REDIS_TOPOLOGIES, RedisTopology, StackState
 
 OUR_MODULES = ("quotaquake.chaos.actions", "quotaquake.chaos.probes")
 CONSUMER_PROBES = {"known_consumer_works"}
+REPLICATED: tuple[RedisTopology, ...] = ("sentinel",)
+PROXIED: tuple[RedisTopology, ...] = ("proxied", "sentinel")
+NEEDS_REDIS: dict[str, tuple[RedisTopology, ...]] = {
+    "kill_redis_primary": REPLICATED,
+    "pause_redis_primary": REPLICATED,
+    "await_replicated_set": REPLICATED,
+    "delay_redis": PROXIED,
+    "clear_redis_delay": PROXIED,
+}
+"""Our actions that need a Redis topology of the local stack (``stack up --redis``): those that fit."""
 
 Activity = Mapping[str, object]
 
@@ -44,12 +54,44 @@ def check_activity(activity: Activity, state: StackState) -> None:
             if not isinstance(count, int) or isinstance(count, bool):
                 raise ChaosTargetError(f"count {count!r}: must be a whole number of replicas")
             choose_replicas(state, count)
+        check_redis_topology(str(provider.get("func")), arguments, state)
         if provider.get("func") in CONSUMER_PROBES:
             tier = str(arguments.get("tier", "pro"))
             if not state.consumers_of(tier):
                 raise ChaosTargetError(f"tier '{tier}': no provisioned consumer of it")
     except ChaosTargetError as exc:
         raise ChaosTargetError(f"activity '{activity.get('name', '?')}': {exc}") from None
+
+
+def check_redis_topology(func: str, arguments: Mapping[str, object], state: StackState) -> None:
+    """The stack runs a Redis topology the action needs (one line naming the ``stack up`` option otherwise),
+    and a delay is one of the proxy's levels."""
+    from quotaquake.faults import failover, latency
+
+    if NEEDS_REDIS.get(func) == REPLICATED:
+        failover.require_replicated(state)
+    elif NEEDS_REDIS.get(func) == PROXIED:
+        latency.require_proxy(state)
+    if func == "delay_redis" and "delay_ms" in arguments:
+        delay = arguments["delay_ms"]
+        if not isinstance(delay, int) or isinstance(delay, bool):
+            raise ChaosTargetError(f"delay_ms {delay!r}: must be a whole number of milliseconds")
+        latency.require_level(delay)
+
+
+def needed_redis(experiment: Mapping[str, object]) -> tuple[RedisTopology, ...] | None:
+    """The Redis topologies that serve every activity of ``experiment`` (``None``: it needs none; the
+    simplest first). ``quotaquake run`` starts its stack with the first when ``--redis`` is not given."""
+    fitting = set(REDIS_TOPOLOGIES)
+    needs = False
+    for activity in activities(experiment):
+        provider = activity.get("provider")
+        if isinstance(provider, Mapping) and provider.get("module") in OUR_MODULES:
+            wanted = NEEDS_REDIS.get(str(provider.get("func")))
+            if wanted is not None:
+                needs = True
+                fitting &= set(wanted)
+    return tuple(t for t in REDIS_TOPOLOGIES if t in fitting) if needs else None
 
 
 def check_experiment(experiment: Mapping[str, object], state: StackState) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from pydantic import JsonValue
+
 from quotaquake.kongspec import KongSpec
 from quotaquake.policy import DegradationMode, Policy
 from quotaquake.runfolder.models import Expectation, FaultKind, ServiceRole
@@ -82,6 +84,15 @@ def no_declared_role(activity: Activity) -> ServiceRole | None:
 
 
 ExpectationRule = Callable[[Policy, ServiceRole, KongSpec | None], Expectation]
+ActivityExpectation = Callable[[Activity, Policy, ServiceRole, KongSpec | None], Expectation]
+Details = dict[str, JsonValue]
+DetailsRule = Callable[[Activity, Activity | None], Details | None]
+"""What a fault's activities measured (their outputs), for its window: ``(injecting, undoing or None)``."""
+
+
+def no_details(fault: Activity, undo: Activity | None) -> Details | None:
+    del fault, undo
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,9 @@ class Fault:
     hit; ``expectation``: what the policy (or a Kong target's plugin) declares clients see meanwhile, by
     the service's role; ``declared_role``: the role an activity states itself (else from the service name).
     ``undo_needs_success``: an undoing activity counts only when it succeeded (probes that wait for
-    recovery), otherwise when it ended at all.
+    recovery), otherwise when it ended at all. ``details``: what the activities measured, carried into the
+    fault window (``FaultWindow.details``); ``expectation_of``: the expectation when it depends on the
+    injecting activity's arguments.
     """
 
     kind: FaultKind
@@ -104,6 +117,15 @@ class Fault:
     declared_role: Callable[[Activity], ServiceRole | None] = no_declared_role
     undo_needs_success: bool = False
     undoes_all: frozenset[str] = field(default=frozenset({RESTORE_ALL}))
+    details: DetailsRule = no_details
+    expectation_of: ActivityExpectation | None = None
+
+    def expect(self, activity: Activity, policy: Policy, role: ServiceRole, kong: KongSpec | None) -> Expectation:
+        """What clients are declared to see during the fault ``activity`` injected: ``expectation_of`` when
+        the fault's activity decides it (a delay below or above the Redis timeout), else ``expectation``."""
+        if self.expectation_of is not None:
+            return self.expectation_of(activity, policy, role, kong)
+        return self.expectation(policy, role, kong)
 
     def injected(self, activity: Activity) -> bool:
         """True for an injecting activity that did not fail (an interrupted one may have broken things)."""

@@ -7,7 +7,10 @@ from quotaquake.stack.registry import handle_for
 from quotaquake.stack.state import StackState
 
 # Restore dependencies before their dependants: storage, then upstream, then limiters, replicas, LB.
-_RESTORE_ORDER = {"redis": 0, "postgres": 0, "stub-api": 1, "prometheus": 1, "limiter": 2, "gateway": 3, "lb": 4}
+_RESTORE_ORDER = {
+    "redis": 0, "postgres": 0, "sentinel": 1, "redis-proxy": 1, "stub-api": 1, "prometheus": 1,
+    "limiter": 2, "gateway": 3, "lb": 4,
+}  # fmt: skip
 
 
 def restore_rank(state: StackState, service: str) -> tuple[int, str]:
@@ -19,8 +22,12 @@ def restore_stack(state: StackState, handles: HandleFactory = handle_for) -> lis
     """Resume every stopped service and restart every dead one, dependencies first.
 
     Returns what it did, e.g. ``["resumed redis", "restarted gateway-3"]``. A service that is neither
-    running after SIGCONT nor after a restart makes the handle raise (``StackError``).
+    running after SIGCONT nor after a restart makes the handle raise (``StackError``). A data node of a
+    replicated set restarts as a replica of the current primary (its handle); a Redis proxy with a latency
+    fault on gets every delay switched off.
     """
+    from quotaquake.faults.latency import clear_if_proxied
+
     done: list[str] = []
     for name in sorted(state.services, key=lambda s: restore_rank(state, s)):
         handle = handles(state, name)
@@ -32,4 +39,6 @@ def restore_stack(state: StackState, handles: HandleFactory = handle_for) -> lis
             continue
         handle.restart()
         done.append(f"restarted {name}")
+    if clear_if_proxied(state):
+        done.append("cleared redis delays")
     return done

@@ -312,6 +312,8 @@ class FaultKind(StrEnum):
     PAUSE = "pause"  # the service hangs with its connections open (SIGSTOP, docker pause)
     REPLICA_LOSS = "replica-loss"  # gateway replicas die behind the load balancer
     POD_LOSS = "pod-loss"  # Kubernetes pods terminated (chaosk8s)
+    FAILOVER = "failover"  # the Redis primary dies or hangs and Sentinel promotes a replica
+    LATENCY = "latency"  # every Redis command is delayed (a proxy between the limiters and Redis)
 
 
 class ServiceRole(StrEnum):
@@ -349,7 +351,11 @@ class FaultWindow(BaseModel):
 
     Written by the orchestrating process (``quotaquake run``, or ``quotaquake verify --journal``) from
     the experiment's journal through the fault registry. ``end`` is the end of the activity that undid
-    the fault; ``None`` if it was never undone.
+    the fault; ``None`` if it was never undone. ``details``: what the fault's own activities measured
+    (their journal outputs, by fault kind: ``failover``: the promotion time and the replication offsets
+    around the fault, see ``quotaquake.faults.failover``; ``latency``: the delay and the limiters' decision
+    histogram over the window; ``replica-loss``: when the load balancer ejected the replica); ``None`` when
+    the kind records nothing.
     """
 
     name: str  # the activity's name, e.g. "kill-redis"
@@ -359,6 +365,7 @@ class FaultWindow(BaseModel):
     expect: Expectation = Expectation.AVAILABLE
     start: float
     end: float | None
+    details: dict[str, JsonValue] | None = None
 
 
 class PrometheusSnapshot(BaseModel):

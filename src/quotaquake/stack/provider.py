@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from quotaquake.policy import DEFAULT_POLICY_PATH
-from quotaquake.stack.state import Consumer, StackState
+from quotaquake.stack.state import Consumer, RedisTopology, StackState
 from quotaquake.stack.status import ServiceHealth
 
 
@@ -48,6 +48,7 @@ class ProviderOptions:
     policy_path: Path = DEFAULT_POLICY_PATH
     replicas: int = 3
     defect: str | None = None
+    redis: RedisTopology = "single"  # the local provider's Redis topology
     target: Path | None = None  # the external provider's target file
     allow_hosts: tuple[str, ...] = ()
 

@@ -50,6 +50,7 @@ def options_of(state: StackState) -> ProviderOptions:
         policy_path=Path(state.policy_file) if state.policy_file else DEFAULT_POLICY_PATH,
         replicas=state.replicas,
         defect=state.defect,
+        redis=state.redis,
         target=Path(state.target_file) if state.target_file else None,
     )
 

@@ -14,7 +14,7 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +25,21 @@ from quotaquake.policy import QuotaModel
 
 STATE_ENV_VAR = "QUOTAQUAKE_STATE"
 DEFAULT_STATE_PATH = Path(".quotaquake/stack.json")
+
+
+RedisTopology = Literal["single", "proxied", "sentinel"]
+"""How the embedded stack runs Redis: ``single`` (one node), ``proxied`` (one node behind an Envoy
+``redis_proxy``, where latency faults are injected), ``sentinel`` (a primary, a replica and three Sentinels;
+each data node behind its own proxy listener)."""
+REDIS_TOPOLOGIES: tuple[RedisTopology, ...] = ("single", "proxied", "sentinel")
+
+
+def redis_topology(value: str, option: str = "--redis") -> RedisTopology:
+    """``value`` as a ``RedisTopology``; a one-line ``UsageError`` naming ``option`` otherwise."""
+    for topology in REDIS_TOPOLOGIES:
+        if value == topology:
+            return topology
+    raise UsageError(f"{option}: '{value}' is not one of {', '.join(REDIS_TOPOLOGIES)}")
 
 
 STATE_FILE_MODE = 0o600
@@ -101,6 +116,12 @@ class Endpoints(BaseModel):
     stub_api: str | None = None
     limiters: list[str] = Field(default_factory=list)
     calibration_path: str = "/calibrate"
+    # Redis topologies other than "single" (``RedisTopology``): ``redis`` is then the current primary,
+    # rewritten when a failover action sees a promotion
+    redis_sentinels: list[str] = Field(default_factory=list)  # redis://:password@host:port of each Sentinel
+    redis_master: str | None = None  # the name the Sentinels monitor the primary under
+    redis_proxy_admin: str | None = None  # admin URL of the Envoy redis_proxy (latency faults: /runtime_modify)
+    redis_proxies: dict[str, str] = Field(default_factory=dict)  # data node host:port -> its proxy host:port
 
 
 class TargetFacts(TypedDict):
@@ -125,6 +146,7 @@ class StackState(BaseModel):
     ready: bool = False  # False while starting; True once every service answered its readiness check
     replicas: int = 3
     defect: str | None = None
+    redis: RedisTopology = "single"
     model: QuotaModel = "token-bucket"
     kong: KongSpec | None = None  # model "kong": the rate-limiting plugin as deployed
     policy_file: str | None = None

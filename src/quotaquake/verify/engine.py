@@ -13,12 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from quotaquake.runfolder import RunFolder
+from quotaquake.runfolder.models import FaultKind
 from quotaquake.verify.checks.completeness import check_completeness
 from quotaquake.verify.checks.crosscheck import check_prometheus_crosscheck
 from quotaquake.verify.checks.degradation import check_degradation, check_degraded_over_admission
 from quotaquake.verify.checks.error_budget import check_error_budget
 from quotaquake.verify.checks.expressiveness import CHECK as EXPRESSIVENESS_CHECK
 from quotaquake.verify.checks.expressiveness import check_expressiveness
+from quotaquake.verify.checks.failover import CHECK as FAILOVER_CHECK
+from quotaquake.verify.checks.failover import check_failover
 from quotaquake.verify.checks.generator import check_generator_health
 from quotaquake.verify.checks.headers import check_headers
 from quotaquake.verify.checks.latency import check_latency, check_limiter_latency
@@ -26,6 +29,10 @@ from quotaquake.verify.checks.quota_fixed_window import check_quota_fixed_window
 from quotaquake.verify.checks.quota_kong import check_quota_kong
 from quotaquake.verify.checks.quota_token_bucket import CHECK as QUOTA_CHECK
 from quotaquake.verify.checks.quota_token_bucket import check_quota_token_bucket
+from quotaquake.verify.checks.redis_latency import CHECK as REDIS_LATENCY_CHECK
+from quotaquake.verify.checks.redis_latency import check_redis_latency
+from quotaquake.verify.checks.replica_failover import CHECK as REPLICA_FAILOVER_CHECK
+from quotaquake.verify.checks.replica_failover import check_replica_failover
 from quotaquake.verify.data.rundata import RunData, load_run
 from quotaquake.verify.summary import summarize_run
 from quotaquake.verify.thresholds import Thresholds, load_thresholds
@@ -55,7 +62,16 @@ CHECKERS: tuple[tuple[str, Checker], ...] = (
     ("generator-health", check_generator_health),
     ("prometheus-crosscheck", check_prometheus_crosscheck),
     ("degradation", check_degradation),
+    (FAILOVER_CHECK, check_failover),
+    (REDIS_LATENCY_CHECK, check_redis_latency),
+    (REPLICA_FAILOVER_CHECK, check_replica_failover),
 )
+FAULT_CHECKS = {
+    FAILOVER_CHECK: FaultKind.FAILOVER,
+    REDIS_LATENCY_CHECK: FaultKind.LATENCY,
+    REPLICA_FAILOVER_CHECK: FaultKind.REPLICA_LOSS,
+}
+"""Checks of one kind of fault: listed only for runs that had such a fault window."""
 
 
 def applies(name: str, run: RunData) -> bool:
@@ -63,7 +79,8 @@ def applies(name: str, run: RunData) -> bool:
 
     Degradation is judged only for runs that included an experiment (or that saw degraded decisions):
     a run without faults has no degradation verdict at all — neither pass (nothing was shown) nor
-    unknown (nothing was asked). With an experiment but no fault window, the checks say unknown.
+    unknown (nothing was asked). With an experiment but no fault window, the checks say unknown. The
+    checks of one kind of fault (``FAULT_CHECKS``: failover, latency, replica loss) run when it happened.
     """
     if name == "degradation":
         return run.chaos_ran
@@ -71,6 +88,8 @@ def applies(name: str, run: RunData) -> bool:
         return run.info.model != "token-bucket"  # the embedded limiter implements the whole policy
     if name == "degraded-over-admission":
         return run.chaos_ran or bool(run.degraded.any())
+    if name in FAULT_CHECKS:
+        return any(w.kind is FAULT_CHECKS[name] for w in run.faults)
     return True
 
 

@@ -44,6 +44,15 @@ class Verdict:
         }
 
 
+def as_status(value: object) -> Status:
+    """``value`` as a ``Status`` (a checker's own tables carry statuses as plain values); anything else is
+    ``unknown``."""
+    for status in ("pass", "fail", "unknown", "not-applicable"):
+        if value == status:
+            return status
+    return "unknown"
+
+
 def compose(statuses: Iterable[Status]) -> Status:
     """fail if any fails, else unknown if any is unknown, else pass; ``not-applicable`` is left out; no
     applicable status at all is unknown."""

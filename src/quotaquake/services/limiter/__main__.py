@@ -22,11 +22,15 @@ from quotaquake.services.limiter.decider import Limiter
 from quotaquake.services.limiter.defects import Defect, parse_defect
 from quotaquake.services.limiter.metrics import LimiterMetrics
 from quotaquake.services.limiter.registry import ConsumerRegistry
+from quotaquake.services.limiter.sentinel import SentinelSharedBuckets, parse_addresses, parse_routes
 from quotaquake.services.limiter.shared import SharedBuckets, parse_redis_url
 
 LOG = logging.getLogger("quotaquake.limiter")
 REDIS_URL_ENV = "QUOTAQUAKE_REDIS_URL"
 POSTGRES_URL_ENV = "QUOTAQUAKE_POSTGRES_URL"
+SENTINELS_ENV = "QUOTAQUAKE_REDIS_SENTINELS"
+MASTER_ENV = "QUOTAQUAKE_REDIS_MASTER"
+ROUTES_ENV = "QUOTAQUAKE_REDIS_ROUTES"
 """URLs with passwords come through the environment (owner-readable), not argv (readable by every user)."""
 
 
@@ -42,6 +46,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get(POSTGRES_URL_ENV),
         help=f"postgresql://user[:password]@host:port/db, the consumer registry (or ${POSTGRES_URL_ENV})",
     )
+    parser.add_argument(
+        "--redis-sentinels",
+        default=os.environ.get(SENTINELS_ENV),
+        help=f"host:port,... of the Sentinels: find the primary through them and follow it (or ${SENTINELS_ENV})",
+    )
+    parser.add_argument(
+        "--redis-master",
+        default=os.environ.get(MASTER_ENV, "qq"),
+        help=f"the Sentinels' name of the primary ({MASTER_ENV})",
+    )
+    parser.add_argument(
+        "--redis-routes",
+        default=os.environ.get(ROUTES_ENV, ""),
+        help=f"node=proxy,... (host:port each): connect to a node through its proxy (or ${ROUTES_ENV})",
+    )
     parser.add_argument("--policy", type=Path, required=True, help="policy YAML (stack/policy.yaml)")
     parser.add_argument("--name", default="limiter", help="replica name, shown in logs")
     parser.add_argument("--defect", default=None, help="seeded defect: " + ", ".join(d.value for d in Defect))
@@ -52,16 +71,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def shared_store(args: argparse.Namespace, timeout_s: float, defect: Defect | None) -> SharedBuckets:
+    """One Redis node (``--redis``), or the primary the Sentinels name (``--redis-sentinels``); ``ValueError``
+    for a malformed address."""
+    atomic = defect is not Defect.RACY
+    if not args.redis_sentinels:
+        return SharedBuckets(args.redis, timeout_s, atomic=atomic)
+    return SentinelSharedBuckets(
+        args.redis,
+        timeout_s,
+        sentinels=parse_addresses(args.redis_sentinels),
+        master=args.redis_master,
+        routes=parse_routes(args.redis_routes),
+        follow=defect is not Defect.NO_FAILOVER,
+        atomic=atomic,
+    )
+
+
 def build_app(args: argparse.Namespace) -> LimiterApp:
     """Validate the options and the policy, and assemble the ASGI app (no I/O yet)."""
     policy = load_policy(args.policy)
     try:
         defect = parse_defect(args.defect)
         parse_redis_url(args.redis)
+        shared = shared_store(args, policy.degradation.redis_timeout_ms / 1000, defect)
     except ValueError as exc:
         raise UsageError(f"limiter options: {exc}") from None
-    degradation = policy.degradation
-    shared = SharedBuckets(args.redis, degradation.redis_timeout_ms / 1000, atomic=defect is not Defect.RACY)
     registry = ConsumerRegistry(args.postgres, frozenset(policy.tiers), refresh_s=policy.registry.refresh_seconds)
     if defect is not None:
         LOG.warning("!!! %s runs with SEEDED DEFECT '%s': its decisions are wrong on purpose !!!", args.name, defect)

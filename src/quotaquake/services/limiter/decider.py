@@ -80,6 +80,12 @@ class Limiter:
         self._month_seen: dict[str, float] = {}
         self._month_second = -1
         self._month = ("", 0)
+        shared.on_primary_change(self._primary_changed)
+
+    def _primary_changed(self) -> None:
+        """Another node became primary: try Redis again at the next decision instead of after the skip."""
+        self._skip_redis_until = 0.0
+        self.metrics.redis_switches.inc()
 
     @property
     def retry_after_enabled(self) -> bool:

@@ -13,6 +13,7 @@ class Defect(StrEnum):
     FAIL_CLOSED = "fail-closed"  # rejects everything while Redis is down although the policy says fail open
     NO_RETRY_AFTER = "no-retry-after"  # 429 without Retry-After
     SLOW = "slow"  # adds a few milliseconds to every decision
+    NO_FAILOVER = "no-failover"  # keeps the primary Sentinel named at start: never follows a promotion
 
 
 def parse_defect(name: str | None) -> Defect | None:

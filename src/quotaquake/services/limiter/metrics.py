@@ -30,6 +30,11 @@ class LimiterMetrics:
             "Decisions whose Redis call failed or timed out (each then degraded or was refused).",
             registry=self.registry,
         )
+        self.redis_switches = Counter(
+            "quotaquake_limiter_redis_primary_switches",
+            "Promotions of another Redis node to primary this limiter learned from Sentinel (+switch-master).",
+            registry=self.registry,
+        )
         self._degraded = Counter(
             "quotaquake_limiter_degraded_decisions",
             "Decisions made without Redis (per-process fallback buckets or fail-closed 503).",

@@ -78,6 +78,20 @@ def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Reply, int]:
     raise ValueError(f"unexpected RESP type byte {kind!r}")
 
 
+def parse_replies(buf: bytes | bytearray) -> tuple[list[Reply], int]:
+    """Every complete reply at the start of ``buf`` and the number of bytes they take (pub/sub readers)."""
+    replies: list[Reply] = []
+    pos = 0
+    try:
+        while pos < len(buf):
+            reply, pos_after = parse_reply(buf, pos)
+            replies.append(reply)
+            pos = pos_after
+    except _Incomplete:
+        pass
+    return replies, pos
+
+
 class RespProtocol(asyncio.Protocol):
     """One Redis connection: commands out in batches, replies matched to futures in FIFO order."""
 
@@ -96,6 +110,19 @@ class RespProtocol(asyncio.Protocol):
             raise RedisUnavailable("connection closed")
         self._waiters.extend(waiters)
         self._transport.write(b"".join(commands))
+
+    async def request(self, commands: list[tuple[bytes, ...]], timeout_s: float) -> list[Reply]:
+        """Send ``commands`` in one write and wait up to ``timeout_s`` for every reply; on a timeout the
+        connection is failed and ``RedisUnavailable`` raised."""
+        loop = asyncio.get_running_loop()
+        waiters: list[asyncio.Future[Reply]] = [loop.create_future() for _ in commands]
+        self.send([encode_command(c) for c in commands], waiters)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return list(await asyncio.gather(*waiters))
+        except TimeoutError:
+            self.fail(f"no reply within {timeout_s * 1000:.0f} ms")
+            raise RedisUnavailable(f"no reply within {timeout_s * 1000:.0f} ms") from None
 
     def data_received(self, data: bytes) -> None:
         self._buf += data

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from importlib import resources
 from urllib.parse import unquote, urlsplit
 
@@ -56,11 +57,15 @@ def outcome_of(reply: Reply) -> Outcome:
 
 
 def _redis_time(reply: Reply) -> float:
-    """Epoch seconds from a TIME reply ``[seconds, microseconds]``."""
+    """Epoch seconds from a TIME reply: Redis answers ``[seconds, microseconds within the second]``; an Envoy
+    ``redis_proxy`` answers TIME itself with ``[seconds, microseconds since the epoch]`` (its
+    command_splitter_impl.cc), told apart by the second number being a whole epoch in microseconds."""
     if not isinstance(reply, list) or len(reply) != 2 or not all(isinstance(p, bytes) for p in reply):
         raise RedisUnavailable(f"unexpected TIME reply {reply!r}")
     seconds, micros = reply
     assert isinstance(seconds, bytes) and isinstance(micros, bytes)
+    if int(micros) >= 1_000_000:
+        return int(micros) / 1e6
     return int(seconds) + int(micros) / 1e6
 
 
@@ -92,6 +97,12 @@ class SharedBuckets:
         self._queued_futures: list[asyncio.Future[Reply]] = []
         self._flush_scheduled = False
         self._encoded: dict[tuple[Quota, float], tuple[bytes, ...]] = {}
+        self._primary_changed: Callable[[], None] = _nothing
+
+    def on_primary_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the store learns that another node became primary (a Sentinel-following
+        subclass; this one has a single node and never calls it)."""
+        self._primary_changed = callback
 
     async def decide(
         self, consumer: str, quota: Quota, cost: float, month: str, month_ttl: int, now: float | None = None
@@ -179,6 +190,10 @@ class SharedBuckets:
         if self._conn is not None:
             self._conn.fail("limiter shutting down")
             self._conn = None
+
+
+def _nothing() -> None:
+    return None
 
 
 def _expire(conn: RespProtocol, last: asyncio.Future[Reply], timeout_s: float) -> None:

@@ -3,6 +3,7 @@ Jinja2 templates in ``stack/gateway/``. Pure functions: same inputs, same text."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,4 +72,23 @@ def render_prometheus(template_dir: Path, *, replicas: list[ReplicaPorts], lb_ad
         _environment(template_dir)
         .get_template("prometheus.yml.j2")
         .render(replicas=replicas, lb_admin_port=lb_admin_port, stub_port=stub_port)
+    )
+
+
+def render_redis_proxy(
+    template_dir: Path,
+    *,
+    nodes: Sequence[object],
+    admin_port: int,
+    password: str,
+    delays_ms: Sequence[int],
+    runtime_prefix: str,
+) -> str:
+    """The Envoy ``redis_proxy`` in front of the data nodes (``nodes``: ``name``, ``proxy_port``, ``port``)."""
+    return (
+        _environment(template_dir)
+        .get_template("redis-proxy.yaml.j2")
+        .render(
+            nodes=nodes, admin_port=admin_port, password=password, delays_ms=delays_ms, runtime_prefix=runtime_prefix
+        )
     )

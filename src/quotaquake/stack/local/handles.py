@@ -87,3 +87,19 @@ class LocalHandle:
         if fresh.ready_url:
             url = fresh.ready_url
             processes.wait_ready(fresh, lambda: is_ready(url), RESTART_TIMEOUT_S)
+
+
+class ReplicatedNodeHandle(LocalHandle):
+    """A data node of a replicated set (topology ``sentinel``). It keeps no data on disk, so a restart
+    brings it back empty: it must come back as a replica of the primary the Sentinels name now (what
+    Bitnami's chart does on start), never as a second, empty primary. Restarting the node the Sentinels
+    still name primary (no failover happened) starts it as it was."""
+
+    def restart(self) -> None:
+        from quotaquake.stack.local.sentinel import master_address, node_at, rejoin_config
+
+        state = read_state(self.state_file)
+        host, port = master_address(state)
+        if node_at(state, host, port) != self.name:
+            rejoin_config(Path(self.record().argv[-1]), host, port)
+        super().restart()

@@ -37,13 +37,38 @@ from quotaquake.policy import Policy, load_policy
 from quotaquake.services.limiter.defects import parse_defect
 from quotaquake.stack import ownership, processes, reaper
 from quotaquake.stack.consumers import fresh_consumer, plan_consumers
-from quotaquake.stack.local.gateway_config import ReplicaPorts, render_lb, render_prometheus, render_replica
-from quotaquake.stack.local.handles import LocalHandle
+from quotaquake.stack.local.gateway_config import (
+    ReplicaPorts,
+    render_lb,
+    render_prometheus,
+    render_redis_proxy,
+    render_replica,
+)
+from quotaquake.stack.local.handles import LocalHandle, ReplicatedNodeHandle
 from quotaquake.stack.local.postgres import create_schema, insert_consumers
+from quotaquake.stack.local.redis_set import (
+    DELAYS_MS,
+    MASTER_NAME,
+    PROXY_SERVICE,
+    RUNTIME_PREFIX,
+    RedisPlan,
+    RedisPorts,
+    reserve_port,
+    write_private,
+)
 from quotaquake.stack.provider import ProviderOptions
 from quotaquake.stack.quota_reset import delete_limiter_state
 from quotaquake.stack.readiness import is_ready
-from quotaquake.stack.state import Consumer, Endpoints, ServiceRecord, StackState, read_state, write_state
+from quotaquake.stack.state import (
+    REDIS_TOPOLOGIES,
+    Consumer,
+    Endpoints,
+    RedisTopology,
+    ServiceRecord,
+    StackState,
+    read_state,
+    write_state,
+)
 from quotaquake.stack.status import ServiceHealth, stack_health
 from quotaquake.stack.urls import with_password
 
@@ -56,6 +81,14 @@ CALIBRATION_PATH = "/calibrate"
 START_ATTEMPTS = 3  # a port taken by someone binding it explicitly: start again on fresh ports
 REDIS_URL_ENV = "QUOTAQUAKE_REDIS_URL"
 POSTGRES_URL_ENV = "QUOTAQUAKE_POSTGRES_URL"
+REDIS_ENV = {
+    "url": REDIS_URL_ENV,
+    "sentinels": "QUOTAQUAKE_REDIS_SENTINELS",
+    "master": "QUOTAQUAKE_REDIS_MASTER",
+    "routes": "QUOTAQUAKE_REDIS_ROUTES",
+}
+"""The limiter's environment variables for its Redis (``services/limiter/__main__.py`` reads them)."""
+SET_READY_TIMEOUT_S = 30.0  # Sentinels find each other through the primary every 2 s
 BUNDLED_TEMPLATES = defaults.GATEWAY_TEMPLATES
 """The packaged ``stack/gateway`` (Envoy and Prometheus templates), used when the policy's folder has none."""
 
@@ -76,7 +109,7 @@ def binary(name: str, *candidates: Path) -> str:
 class _Ports:
     """The stack's ports, each held (``processes.reserve_port``) until ``release`` after the start."""
 
-    redis: int
+    redis: RedisPorts
     postgres: int
     stub: int
     prometheus: int
@@ -86,15 +119,13 @@ class _Ports:
     held: list[socket.socket] = field(default_factory=list)
 
     @classmethod
-    def allocate(cls, replicas: int) -> _Ports:
+    def allocate(cls, replicas: int, topology: RedisTopology = "single") -> _Ports:
         held: list[socket.socket] = []
 
         def reserve() -> int:
-            sock = processes.reserve_port()
-            held.append(sock)
-            return int(sock.getsockname()[1])
+            return reserve_port(held)
 
-        ports = cls(reserve(), reserve(), reserve(), reserve(), reserve(), reserve())
+        ports = cls(RedisPorts.allocate(topology, reserve), reserve(), reserve(), reserve(), reserve(), reserve())
         ports.replicas = [ReplicaPorts(f"gateway-{n}", reserve(), reserve(), reserve()) for n in range(1, replicas + 1)]
         ports.held = held
         return ports
@@ -208,6 +239,7 @@ class LocalProvider:
     policy_path: Path
     replicas: int = 3
     defect: str | None = None
+    redis: RedisTopology = "single"
     consumers_per_tier: int = 5
     stack_dir: Path | None = None  # holds gateway/ templates; default: the policy file's folder
     ready_timeout_s: float = 30.0
@@ -221,11 +253,16 @@ class LocalProvider:
             policy_path=options.policy_path,
             replicas=options.replicas,
             defect=options.defect,
+            redis=options.redis,
         )
 
     def __post_init__(self) -> None:
         if not 1 <= self.replicas <= 16:
             raise UsageError(f"--replicas: {self.replicas} is out of range (1..16)")
+        if self.redis not in REDIS_TOPOLOGIES:
+            raise UsageError(f"--redis: '{self.redis}' is not one of {', '.join(REDIS_TOPOLOGIES)}")
+        if self.defect == "no-failover" and self.redis != "sentinel":
+            raise UsageError("--defect no-failover: a limiter that ignores promotions needs --redis sentinel")
         try:
             parse_defect(self.defect)
         except ValueError as exc:
@@ -260,7 +297,8 @@ class LocalProvider:
         work_dir.parent.mkdir(parents=True, exist_ok=True)
         work_dir.mkdir(mode=0o700)
         ownership.claim(work_dir, stack_id, state_file)
-        ports = _Ports.allocate(self.replicas)
+        ports = _Ports.allocate(self.replicas, self.redis)
+        redis = RedisPlan(self.redis, ports.redis, secrets.token_hex(16), work_dir)
         state = StackState(
             provider=self.name,
             stack_id=stack_id,
@@ -268,12 +306,13 @@ class LocalProvider:
             state_file=str(state_file),
             replicas=self.replicas,
             defect=self.defect,
+            redis=self.redis,
             policy_file=str(self.policy_path.resolve()),
-            endpoints=self._endpoints(ports, redis_password=secrets.token_hex(16), pg_password=secrets.token_hex(16)),
+            endpoints=self._endpoints(ports, redis, pg_password=secrets.token_hex(16)),
         )
         try:
             write_state(state, self.state_path)
-            self._start(state, ports)
+            self._start(state, ports, redis)
             processes.check_interrupt()  # an interrupt a finalizer swallowed meanwhile still stops the start
         except BaseException:
             with processes.ignoring_sigint():
@@ -323,37 +362,44 @@ class LocalProvider:
             )
         self.down(old)  # stale: the harness died; reap strays and leftovers
 
-    def _endpoints(self, ports: _Ports, *, redis_password: str, pg_password: str) -> Endpoints:
+    def _endpoints(self, ports: _Ports, redis: RedisPlan, *, pg_password: str) -> Endpoints:
+        proxied = self.redis != "single"
         return Endpoints(
             gateway=_url(ports.lb),
             replicas=[_url(r.port) for r in ports.replicas],
             replica_admin=[_url(r.admin_port) for r in ports.replicas],
             lb_admin=_url(ports.lb_admin),
-            redis=with_password(f"redis://127.0.0.1:{ports.redis}/0", "", redis_password),
+            redis=redis.primary_url(),
             postgres=with_password(f"postgresql://127.0.0.1:{ports.postgres}/postgres", PG_USER, pg_password),
             prometheus=_url(ports.prometheus),
             stub_api=_url(ports.stub),
             limiters=[_url(r.limiter_port) for r in ports.replicas],
             calibration_path=CALIBRATION_PATH,
+            redis_sentinels=redis.sentinel_urls(),
+            redis_master=MASTER_NAME if self.redis == "sentinel" else None,
+            redis_proxy_admin=_url(ports.redis.proxy_admin) if proxied and ports.redis.proxy_admin else None,
+            redis_proxies=redis.proxy_routes() if proxied else {},
         )
 
-    def _start(self, state: StackState, ports: _Ports) -> None:
+    def _start(self, state: StackState, ports: _Ports, redis: RedisPlan) -> None:
         endpoints = state.require_endpoints()
         first = [
-            self._redis(state, ports),
+            *self._redis(state, redis),
             self._postgres(state, ports),
             self._stub(state, ports),
             self._prometheus(state, ports),
             *self._envoys(state, ports),
         ]
         self._spawn_all(state, first)
-        self._await(state, [r.name for r in first if r.kind in ("redis", "postgres")])
+        self._await(state, [r.name for r in first if r.kind in ("redis", "sentinel", "redis-proxy", "postgres")])
+        if self.redis == "sentinel":
+            self._await_replicated_set(state)
         assert endpoints.postgres is not None
         create_schema(endpoints.postgres)
         state.consumers = plan_consumers(self.policy.tiers, self.consumers_per_tier)
         insert_consumers(endpoints.postgres, state.consumers)
         write_state(state, self.state_path)
-        self._spawn_all(state, [self._limiter(state, ports, r) for r in ports.replicas])
+        self._spawn_all(state, [self._limiter(state, ports, r, redis) for r in ports.replicas])
         self._await(state, list(state.services))
         self._await_lb_healthy(state)
         state.ready = True
@@ -393,16 +439,46 @@ class LocalProvider:
         fields = {"name": name, "kind": kind, "argv": argv, "cwd": state.work_dir, "log": log, **extra}
         return ServiceRecord.model_validate(fields)
 
-    def _redis(self, state: StackState, ports: _Ports) -> ServiceRecord:
-        url = state.require_endpoints().redis
-        assert url is not None
-        password = urlsplit(url).password or ""
-        config = Path(state.work_dir) / "redis.conf"
-        lines = [f"port {ports.redis}", "bind 127.0.0.1", 'save ""', "appendonly no", "daemonize no",
-                 "loglevel warning", "set-proc-title no", f"requirepass {password}"]  # fmt: skip
-        config.touch(mode=0o600)
-        config.write_text("\n".join(lines) + "\n")
-        return self._record(state, "redis", "redis", [binary("redis-server"), str(config)], url=url, ready_url=url)
+    def _redis(self, state: StackState, redis: RedisPlan) -> list[ServiceRecord]:
+        """The data nodes, the Sentinels and the proxy of the stack's Redis topology (``redis_set``)."""
+        server = binary("redis-server")
+        records = redis.node_records(state, self._record, server) + redis.sentinel_records(state, self._record, server)
+        if self.redis != "single":
+            records.append(self._redis_proxy(state, redis))
+        return records
+
+    def _redis_proxy(self, state: StackState, redis: RedisPlan) -> ServiceRecord:
+        """One Envoy with a ``redis_proxy`` listener per data node (``stack/gateway/redis-proxy.yaml.j2``)."""
+        admin = redis.ports.proxy_admin
+        assert admin is not None
+        config = Path(state.work_dir) / "redis-proxy.yaml"
+        text = render_redis_proxy(
+            self._template_dir("redis-proxy.yaml.j2"), nodes=redis.proxy_nodes(), admin_port=admin,
+            password=redis.password, delays_ms=DELAYS_MS, runtime_prefix=RUNTIME_PREFIX,
+        )  # fmt: skip
+        write_private(config, text.splitlines())
+        argv = [binary("envoy"), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
+                "--log-level", "warn"]  # fmt: skip
+        url = _url(admin)
+        return self._record(state, PROXY_SERVICE, "redis-proxy", argv, url=url, ready_url=_url(admin, "/ready"))
+
+    def _template_dir(self, template: str) -> Path:
+        """The templates folder holding ``template``: the stack's own, else the repository's."""
+        return self.templates if (self.templates / template).is_file() else BUNDLED_TEMPLATES
+
+    def _await_replicated_set(self, state: StackState) -> None:
+        """Wait until the replica is in sync and every Sentinel sees the others and its quorum."""
+        from quotaquake.stack.local.sentinel import set_problems
+
+        last: list[list[str]] = [[]]
+
+        def healthy() -> bool:
+            processes.check_interrupt()
+            last[0] = set_problems(state)
+            return not last[0]
+
+        if not processes.poll_until(healthy, SET_READY_TIMEOUT_S):
+            raise StackError("redis", "replicated set not healthy", "; ".join(last[0]))
 
     def _postgres(self, state: StackState, ports: _Ports) -> ServiceRecord:
         dsn = state.require_endpoints().postgres
@@ -538,7 +614,7 @@ class LocalProvider:
         )
         return records
 
-    def _limiter(self, state: StackState, ports: _Ports, replica: ReplicaPorts) -> ServiceRecord:
+    def _limiter(self, state: StackState, ports: _Ports, replica: ReplicaPorts, redis: RedisPlan) -> ServiceRecord:
         endpoints = state.require_endpoints()
         name = replica.name.replace("gateway", "limiter")
         argv = [
@@ -556,7 +632,7 @@ class LocalProvider:
         ]
         if self.defect:
             argv += ["--defect", self.defect]
-        secrets_env = {REDIS_URL_ENV: str(endpoints.redis), POSTGRES_URL_ENV: str(endpoints.postgres)}
+        secrets_env = {**redis.limiter_env(REDIS_ENV), POSTGRES_URL_ENV: str(endpoints.postgres)}
         return self._record(
             state,
             name,
@@ -592,6 +668,9 @@ class LocalProvider:
         return stack_health(state)
 
     def handle(self, state: StackState, service: str) -> LocalHandle:
+        record = state.services.get(service)
+        if state.redis == "sentinel" and record is not None and record.kind == "redis":
+            return ReplicatedNodeHandle(Path(state.state_file), service)
         return LocalHandle(Path(state.state_file), service)
 
     def add_consumer(self, state: StackState, tier: str) -> Consumer:
@@ -607,6 +686,10 @@ class LocalProvider:
     def reset_consumers(self, state: StackState, consumers: Sequence[Consumer]) -> None:
         """Delete the limiter's keys of ``consumers`` in Redis (bucket and every month counter); the
         limiter reads a missing key as a full bucket and 0 used (``services/limiter/keys.py``)."""
+        if state.redis == "sentinel":  # a failover may have moved the primary since the state was read
+            from quotaquake.stack.local.sentinel import refresh_primary_endpoint
+
+            state = refresh_primary_endpoint(Path(state.state_file))
         redis_url = state.require_endpoints().redis
         if not redis_url:
             raise StackError("redis", f"stack {state.stack_id} has no Redis endpoint to reset")

@@ -6,8 +6,9 @@
 * declared behaviour (the window's ``expect``, from the policy, for faults of the rate-limit store):
   ``fail-open-local`` -> degraded-marked admissions exist and 503s stay below ``max_fail_open_503_ratio``;
   ``fail-closed`` -> 503s and no degraded admissions;
-* recovery: from the rollback end to the last degraded marker or 503 <= ``max_recovery_s`` (unknown if
-  the history does not reach that far past the rollback, or the fault was never rolled back).
+* recovery: from the rollback end to the last degraded marker or 503 <= ``max_recovery_s``, up to the next
+  fault window's start (unknown if the history, or the gap before the next fault, does not reach that far
+  past the rollback, or the fault was never rolled back).
 
 Kong 3.9 targets (``run.json``'s ``kong``; ``kong/plugins/rate-limiting/handler.lua:144-152``), for requests
 of rate-limited consumers (``verify.data.kong``) during a fault of the rate-limit store:
@@ -121,16 +122,19 @@ def _declared_behaviour(fail_closed: bool, share_503: float, degraded_admitted: 
 
 
 def _recovery_s(run: RunData, window: FaultWindow, degraded: Bools, run_limit: float) -> float | None:
-    """Seconds from the rollback end to the last response after it that was still ``degraded`` (0 if none)."""
+    """Seconds from the rollback end to the last response after it that was still ``degraded`` (0 if none),
+    looking no further than the start of the next fault window (its degradation is its own)."""
     if window.end is None:
         return None
-    _, end = fault_bounds_ns(window)
+    start, end = fault_bounds_ns(window)
     sent = np.asarray(run.history["sent_ns"])
-    after = sent > end
+    following = [fault_bounds_ns(w)[0] for w in run.faults if fault_bounds_ns(w)[0] > start]
+    until = min(following, default=np.iinfo(np.int64).max)
+    after = (sent > end) & (sent < until)
     if not after.any():
         return None
     marked = after & degraded
-    horizon = int(sent[-1])
+    horizon = int(sent[np.flatnonzero(after)[-1]])
     last = int(sent[np.flatnonzero(marked)[-1]]) if marked.any() else end
     recovery = (last - end) / 1e9
     if (horizon - last) / 1e9 < 1.0 and recovery <= run_limit:

@@ -380,12 +380,16 @@ def check_limiter_latency(run: RunData, thresholds: Thresholds) -> Verdict:
         return Verdict(LIMITER_CHECK, "unknown", f"decision time unknown: {reason}", evidence)
     evidence.update({"decision_p50_ms": snapshot.decision_p50_ms, "decisions": snapshot.decision_count})
     confidence = thresholds.slo.confidence
-    judged = (
-        None
-        if not snapshot.decision_buckets
-        else judge_histogram(snapshot.decision_buckets, LIMITER_Q, limit, confidence)
-    )
+    buckets = snapshot.decision_buckets
+    if buckets:  # Redis slowed on purpose (a latency fault) is the redis-latency check's, not the SLO's
+        from quotaquake.verify.checks.redis_latency import outside_latency_faults
+
+        buckets, removed = outside_latency_faults(buckets, run.faults)
+    judged = None if not buckets else judge_histogram(buckets, LIMITER_Q, limit, confidence)
     text = f"limiter decision p99 {p99:.2f} ms"
+    if buckets and removed and judged is not None:
+        evidence["left_out_in_latency_faults"] = removed
+        text = f"limiter decision p99 <= {judged.high_ms} ms outside latency faults ({removed} decisions left out)"
     if judged is None:
         evidence["judged_from"] = "the p99 point estimate (no bucket counts in the snapshot)"
         status: Status = "fail" if p99 >= limit else "pass"

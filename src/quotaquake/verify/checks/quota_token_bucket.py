@@ -7,9 +7,12 @@ the timing and the unknown part of the state; a 429 that would be false if the s
 (a full bucket) but is not provably false is *unjudged* and makes the verdict unknown. What the run
 established about the state comes from ``run.json`` (``initial_state``: ``reset`` when ``quotaquake run``
 or the Locust master reset the run's consumers) and ``engine.json`` (``monthly_seeds``); after a fault
-window it is unknown again. Indeterminate requests (no status, 5xx) get one reading (spent or not) that
-explains the whole history. ``thresholds.quota`` adds explicit allowances on top (defaults 0). Rows
-marked degraded or sent inside a fault window are judged by ``check_degraded_over_admission``.
+window it is unknown again, except after a Redis failover whose record bounds what replication lost: the
+state is carried across it (``verify.data.failover``: possibly lost admissions read as indeterminate,
+degraded decisions before the promotion spent nothing on the survivor). Indeterminate requests (no
+status, 5xx) get one reading (spent or not) that explains the whole history. ``thresholds.quota`` adds
+explicit allowances on top (defaults 0). Rows marked degraded or sent inside a fault window (other than a
+bridged failover's) are judged by ``check_degraded_over_admission``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from quotaquake.runfolder.models import FaultWindow
 from quotaquake.verify.checks.evidence import column_total, first_rows_per_consumer, limit_table
 from quotaquake.verify.data.consumers import ConsumerQuotas, InitialStates, consumer_quotas, initial_states
+from quotaquake.verify.data.failover import failover_bridge
 from quotaquake.verify.data.outcomes import outcome_classes
 from quotaquake.verify.data.rundata import RunData, fault_bounds_ns
 from quotaquake.verify.models import token_bucket as tb
@@ -47,17 +52,48 @@ I64 = npt.NDArray[np.int64]
 
 def check_quota_token_bucket(run: RunData, thresholds: Thresholds) -> Verdict:
     """Over-admission, false and unjudged 429s, and monthly totals under the token-bucket model."""
-    history = run.history
     quotas = consumer_quotas(run)
     states = initial_states(run, quotas)
+    bridge = failover_bridge(run)
+    fault_starts, fault_ends = merged_faults(run, bridge.kept)
+    cost = bridge.cost(limited_cost(run.history))
+    classes = bridge.classes(outcome_classes(np.asarray(run.history["status"])))
+    flags, stats = replay_history(
+        run, thresholds, quotas, states, fault_starts=fault_starts, fault_ends=fault_ends, cost=cost, classes=classes
+    )
+    table = _consumer_table(run, quotas, states, stats)
+    verdict = _verdict(run, thresholds, quotas, table, flags)
+    if (bridge.bridged or bridge.slow) and isinstance(verdict.evidence, dict):
+        verdict.evidence["bridged_faults"] = bridge.evidence(cost)
+    return verdict
+
+
+def replay_history(
+    run: RunData,
+    thresholds: Thresholds,
+    quotas: ConsumerQuotas,
+    states: InitialStates,
+    *,
+    fault_starts: I64,
+    fault_ends: I64,
+    cost: npt.NDArray[np.floating] | None = None,
+    classes: npt.NDArray[np.int8] | None = None,
+) -> tuple[npt.NDArray[np.int8], F64]:
+    """The token-bucket replay (``models.token_bucket.replay_buckets``) over the run's history: per-row flags
+    (history order) and per-consumer stats. ``fault_*``: the windows that split consumers into units of
+    unknown start state; ``cost``/``classes`` replace the history's (``limited_cost``, ``outcome_classes``)
+    when a caller knows more, e.g. that an admission's write may have been lost (``verify.checks.failover``
+    reads those as indeterminate and bridges the failover window instead of starting from an unknown state)."""
+    history = run.history
     groups = run.groups
     n = groups.count
-    fault_starts, fault_ends = merged_faults(run)
+    cost = limited_cost(history) if cost is None else cost
+    classes = outcome_classes(np.asarray(history["status"])) if classes is None else classes
     block_flags, stats = tb.replay_buckets(
         groups.starts,
         groups.scatter(np.asarray(history["sent_ns"])),
-        groups.scatter(limited_cost(history)),
-        groups.scatter(outcome_classes(np.asarray(history["status"]))),
+        groups.scatter(cost),
+        groups.scatter(classes),
         groups.scatter(run.degraded),
         groups.scatter(np.asarray(history["latency_ms"], dtype=np.float64)),
         fault_starts,
@@ -73,8 +109,7 @@ def check_quota_token_bucket(run: RunData, thresholds: Thresholds) -> Verdict:
     )
     flags = groups.unscatter(block_flags)
     del block_flags
-    table = _consumer_table(run, quotas, states, stats)
-    return _verdict(run, thresholds, quotas, table, flags)
+    return flags, stats
 
 
 def limited_cost(history: pd.DataFrame) -> npt.NDArray[np.floating]:
@@ -87,10 +122,11 @@ def limited_cost(history: pd.DataFrame) -> npt.NDArray[np.floating]:
     return np.where(np.isin(np.asarray(endpoints.codes), bypass), 0.0, cost).astype(cost.dtype)
 
 
-def merged_faults(run: RunData) -> tuple[I64, I64]:
-    """Fault windows as sorted, non-overlapping (start, end) epoch-ns arrays (open windows end at int64 max)."""
+def merged_faults(run: RunData, windows: list[FaultWindow] | None = None) -> tuple[I64, I64]:
+    """Fault windows (``run.faults`` unless given) as sorted, non-overlapping (start, end) epoch-ns arrays
+    (open windows end at int64 max)."""
     merged: list[list[int]] = []
-    for start, end in sorted(fault_bounds_ns(w) for w in run.faults):
+    for start, end in sorted(fault_bounds_ns(w) for w in (run.faults if windows is None else windows)):
         if merged and start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
         else:
