@@ -7,6 +7,7 @@ again, on success, on failure and on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import sys
@@ -69,8 +70,9 @@ def running_stack(request: RunRequest) -> StackState | None:
 
 
 @contextmanager
-def acquired_stack(request: RunRequest, console: Console) -> Iterator[StackState]:
-    """The running stack, or one started for this run through the provider registry and stopped after."""
+def acquired_stack(request: RunRequest, console: Console, folder: RunFolder) -> Iterator[StackState]:
+    """The running stack, or one started for this run through the provider registry and stopped after
+    (its service logs kept in the run folder first: its own folders go with it)."""
     state = running_stack(request)
     if state is not None:
         console.print(f"using the running stack {state.stack_id} ({state.provider})")
@@ -93,7 +95,24 @@ def acquired_stack(request: RunRequest, console: Console) -> Iterator[StackState
         yield state
     finally:
         with console.status("stopping the stack ..."):
+            keep_service_logs(state, folder)
             provider.down(state)
+
+
+def keep_service_logs(state: StackState, folder: RunFolder) -> None:
+    """Copy every service log of ``state`` (as the state file names them now: a restart may have moved one)
+    into ``stack-logs/`` of a created run folder; a log that cannot be read is left out."""
+    if not folder.path.is_dir():
+        return
+    try:
+        current = read_state(Path(state.state_file))
+    except UsageError:  # gone or damaged (a ConfigError too): the logs as the run started them
+        current = state
+    for name, record in current.services.items():
+        if record.log and Path(record.log).is_file():
+            folder.stack_logs_dir.mkdir(exist_ok=True)
+            with contextlib.suppress(OSError):
+                shutil.copyfile(record.log, folder.stack_logs_dir / f"{name}.log")
 
 
 def redis_for(request: RunRequest) -> RedisTopology:
@@ -126,7 +145,7 @@ def record_run(request: RunRequest, console: Console) -> RunFolder:
     run_id = new_run_id(request.scenario)
     folder = RunFolder((request.out or Path("reports") / run_id).resolve())
     folder.check_creatable()
-    with acquired_stack(request, console) as state:
+    with acquired_stack(request, console, folder) as state:
         folder.create()
         if state.defect:
             console.print(f"[bold red]DEFECT SEEDED: {state.defect}[/]")

@@ -5,6 +5,8 @@ rollbacks that leave a healthy replicated set. The ``no-failover`` defect keeps 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,3 +174,18 @@ def test_time_through_the_proxy_is_read_as_epoch_seconds(proxied: StackState) ->
             store.close()
 
     assert abs(asyncio.run(clock()) - time.time()) < 5.0
+
+
+def test_a_dead_proxy_with_a_delay_on_is_restarted_without_it(proxied: StackState) -> None:
+    """The rollback cannot ask a dead proxy which delay is on: it restarts it, and a restarted proxy delays
+    nothing (its runtime keys start off). The window's end stays unrecorded rather than invented."""
+    config = configuration(proxied)
+    actions.delay_redis(50, configuration=config)
+    proxy = read_state(Path(proxied.state_file)).services["redis-proxy"]
+    assert proxy.pid is not None
+    os.kill(proxy.pid, signal.SIGKILL)
+    restored = actions.restore_all(timeout_s=60, configuration=config)
+    assert "restarted redis-proxy" in restored["actions"]  # type: ignore[operator]
+    assert "redis_delay" not in restored
+    assert active_delays(read_state(Path(proxied.state_file))) == []
+    assert stack_problems(read_state(Path(proxied.state_file))) == []

@@ -36,6 +36,7 @@ def quotaquake_run(tmp_path: Path, *args: str) -> tuple[int, dict[str, dict], st
     assert verdicts_file.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     verdicts = {v["check"]: v for v in json.loads(verdicts_file.read_text())["verdicts"]}
     assert not (tmp_path / "stack.json").exists(), "the run must stop the stack it started"
+    assert (out / "stack-logs" / "lb.log").is_file(), "the logs of the stack it started are kept"
     return result.returncode, verdicts, result.stdout + result.stderr
 
 

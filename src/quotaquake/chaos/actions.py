@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import httpx
+
 from quotaquake.chaos.health import wait_until_healthy
 from quotaquake.chaos.targets import load_stack
 from quotaquake.faults import failover, latency, outage, pause, replica_loss
@@ -112,7 +114,10 @@ def restore_all(timeout_s: float = DEFAULT_RESTORE_TIMEOUT_S, configuration: Con
     off a Redis delay still on, as ``clear_redis_delay`` returns it); safe to run on a healthy stack.
     """
     state = load_stack(configuration)
-    cleared = latency.clear_recorded(state)  # a Redis delay still on: its window's record ends here
+    try:
+        cleared = latency.clear_recorded(state)  # a Redis delay still on: its window's record ends here
+    except httpx.HTTPError:  # the proxy itself is down: restarted below, with no delay (the record stays open)
+        cleared = None
     actions = restore_stack(state)
     healthy_after_s = wait_until_healthy(state, timeout_s)
     output: dict[str, object] = {"actions": actions, "healthy_after_s": round(healthy_after_s, 3)}

@@ -141,6 +141,11 @@ class RunFolder:
         return self.path / "prometheus.json"
 
     @property
+    def stack_logs_dir(self) -> Path:
+        """The service logs of a stack the run started (copied before it stops and its folders go)."""
+        return self.path / "stack-logs"
+
+    @property
     def host_file(self) -> Path:
         return self.path / "host.jsonl"
 
