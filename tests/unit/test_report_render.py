@@ -146,6 +146,13 @@ def test_links_only_to_artifacts_that_exist(chaos_report):
     again = render_report(folder, outcome).read_text()
     assert f'<a href="{folder.locust_html.relative_to(run_dir).as_posix()}"' in again
     folder.locust_html.unlink()
+    assert "stack-logs/" not in linked
+    folder.stack_logs_dir.mkdir()
+    (folder.stack_logs_dir / "redis.log").write_text("ready\n")
+    with_logs = render_report(folder, outcome).read_text()
+    assert '<a href="stack-logs/"' in with_logs and "1 file," in with_logs
+    (folder.stack_logs_dir / "redis.log").unlink()
+    folder.stack_logs_dir.rmdir()
 
 
 def test_every_status_listed_and_any_evidence_shape_rendered(tmp_path: Path):

@@ -35,15 +35,17 @@ def artifacts(folder: RunFolder) -> list[Artifact]:
         ("Engine record", folder.engine_file, "the load engine's start, end and totals"),
         ("Prometheus snapshot", folder.prometheus_file, "server-side counters over the run window"),
         ("Host samples", folder.host_file, "the machine each second during the load: CPU, pressure, who used it"),
+        ("Stack logs", folder.stack_logs_dir, "the service logs of the stack the run started (one file per service)"),
     ]
     found: list[Artifact] = []
     for label, path, what in candidates:
         if path.is_file():
             found.append(Artifact(label, _href(folder, path), human_size(path.stat().st_size), what))
         elif path.is_dir():
-            parts = part_paths(path)
-            size = sum(p.stat().st_size for p in parts)
-            found.append(Artifact(label, _href(folder, path) + "/", f"{len(parts)} parts, {human_size(size)}", what))
+            files = part_paths(path) if path == folder.history_dir else sorted(p for p in path.iterdir() if p.is_file())
+            noun = ("part" if path == folder.history_dir else "file") + ("" if len(files) == 1 else "s")
+            size = sum(p.stat().st_size for p in files)
+            found.append(Artifact(label, _href(folder, path) + "/", f"{len(files)} {noun}, {human_size(size)}", what))
     return found
 
 
