@@ -107,6 +107,17 @@ def test_delays_are_windows_expecting_degradation_only_at_the_timeout() -> None:
     assert five.details["limiter_buckets"] == {"0.005": 150.0, "0.05": 300.0, "+Inf": 300.0}  # 400 - 100 each
     assert fifty.details["limiter_buckets"] == {"0.005": 300.0, "0.05": 600.0, "+Inf": 600.0}
     assert fifty.details["delay_ms"] == 50 and fifty.details["cleared_at"] == EPOCH0 + 30.05
+    assert fifty.details["proxy_restarted"] is False
+
+
+def test_a_proxy_the_rollback_restarted_is_recorded_in_its_window() -> None:
+    journal = {
+        "run": [run("delay-50", "delay_redis", 10.0, 10.1, output=latency_output(50, 10.05, 100), delay_ms=50)],
+        "rollbacks": [run("restore", "restore_all", 20.0, 21.0, output={"actions": ["restarted redis-proxy"]})],
+    }  # fmt: skip
+    (window,) = windows_of(journal, POLICY)
+    assert window.details is not None and window.details["proxy_restarted"] is True
+    assert window.details["cleared_at"] is None and window.details["limiter_buckets"] is None
 
 
 def test_a_limiter_restarted_inside_a_latency_window_leaves_its_histogram_unknown() -> None:

@@ -92,6 +92,16 @@ def test_decisions_waiting_beyond_twice_the_timeout_fail() -> None:
     assert verdict.status == "fail" and "2 x timeout" in verdict.summary
 
 
+def test_a_proxy_that_died_inside_the_window_leaves_it_unknown() -> None:
+    """A history that looks like a delay handled as declared, but the rollback restarted the dead proxy: the
+    window was an outage of unknown length, so nothing about the delay is shown."""
+    window = latency_window(50, Expectation.FAIL_OPEN_LOCAL)
+    died = window.model_copy(update={"details": {**(window.details or {}), "proxy_restarted": True}})
+    verdict = latency_verdict(rows(10.1, 20.0, 0.02, degraded=DEGRADED), died)
+    assert verdict.status == "unknown" and "Redis proxy was dead" in verdict.summary
+    assert latency_verdict(rows(10.1, 20.0, 0.02, degraded=DEGRADED), window).status == "pass"
+
+
 def test_too_few_rate_limited_decisions_is_unknown() -> None:
     verdict = latency_verdict(rows(10.1, 11.0), latency_window(5, Expectation.AVAILABLE))
     assert verdict.status == "unknown"

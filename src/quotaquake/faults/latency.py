@@ -17,7 +17,9 @@ decisions, only slower (``available``).
 Each action reads every limiter's decision-time histogram (``/metrics``: exact counters, no scrape delay)
 when it switches: a window's ``details`` hold the delay, the policy's timeout and the decisions per bucket
 edge made inside it (``limiter_buckets``: cumulative, ``le`` in seconds, summed over the limiters; ``None``
-when a limiter did not answer or restarted inside the window).
+when a limiter did not answer or restarted inside the window). ``proxy_restarted``: the rollback found the
+proxy dead and restarted it (Envoy 1.40's ``redis_proxy`` was seen to crash right after a delay at the
+limiters' timeout was switched on): the window was then an outage, not a delay.
 """
 
 from __future__ import annotations
@@ -66,9 +68,11 @@ def window_details(fault: Activity, undo: Activity | None) -> Details | None:
     """The delay, the timeout it was judged against, and the limiters' decisions inside the window."""
     start = fault.output if isinstance(fault.output, Mapping) else {}
     end = undo.output if undo is not None and isinstance(undo.output, Mapping) else {}
+    restored = end.get("actions")
     if isinstance(end.get("redis_delay"), Mapping):  # restore_all switched the delay off
         end = end["redis_delay"]
     details: Details = {
+        "proxy_restarted": isinstance(restored, list) and f"restarted {PROXY}" in restored,
         "delay_ms": delay_of(fault),
         "switched_at": start.get("at"),
         "cleared_at": end.get("at"),

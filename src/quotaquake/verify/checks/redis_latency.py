@@ -96,6 +96,12 @@ def _judge(
     row: dict[str, object] = {"fault": window.name, "delay_ms": delay, "expect": str(window.expect)}
     if delay is None:
         return {**row, "status": "unknown", "summary": f"{window.name}: the delay was not recorded"}
+    if (window.details or {}).get("proxy_restarted") is True:
+        why = (
+            f"{window.name}: the Redis proxy was dead when the rollback came (it restarted it), so the window "
+            "was an outage of unknown length, not a delay; its logs are in stack-logs/; run the experiment again"
+        )
+        return {**row, "proxy_restarted": True, "status": "unknown", "summary": why}
     start, end = fault_bounds_ns(window)
     sent = np.asarray(run.history["sent_ns"])
     inside = (sent >= start + int(timeout_ms * 1e6)) & (sent <= end)
