@@ -104,9 +104,12 @@ def check_chaos_request(request: RunRequest) -> None:
 
 def check_chaos_topology(request: RunRequest, experiment: Mapping[str, object]) -> None:
     """An explicit ``--redis`` must give the experiment the Redis it needs (a failover needs Sentinel, a
-    latency fault the Redis proxy): refused in one line naming the option, before anything starts."""
-    from quotaquake.chaos.preflight import needed_redis
+    latency fault the Redis proxy): refused in one line naming the option, before anything starts; so is
+    such an experiment against a Kong target (``--provider docker|external``), saying why it does not apply."""
+    from quotaquake.chaos.preflight import needed_redis, not_applicable_experiment
 
+    if (why := not_applicable_experiment(experiment, request.provider)) is not None:
+        raise UsageError(f"{request.chaos}: {why}")
     fitting = needed_redis(experiment)
     if request.redis is None or fitting is None or request.redis in fitting:
         return

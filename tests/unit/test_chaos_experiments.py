@@ -32,7 +32,7 @@ def _activities(experiment: dict[str, Any]) -> list[dict[str, Any]]:
 def test_the_expected_experiments_exist() -> None:
     assert {p.stem for p in EXPERIMENTS} == EXPECTED
     assert {p.stem for p in K8S_EXPERIMENTS} == {
-        "redis-kill", "gateway-replica-kill", "gateway-replica-evict", "postgres-kill"
+        "redis-kill", "redis-failover", "gateway-replica-kill", "gateway-replica-evict", "postgres-kill"
     }  # fmt: skip
 
 
@@ -89,8 +89,11 @@ K8S_DEFAULTS = {  # (configuration prefix, namespace, selector, role): the Helm 
     "gateway-replica-evict": ("kong", "api-gateway", "app.kubernetes.io/name=kong,app.kubernetes.io/component=app",
                               "gateway"),
     "redis-kill": ("redis", "caching", "app.kubernetes.io/name=redis-cluster", "rate-limit-store"),
+    "redis-failover": ("redis", "caching", "app.kubernetes.io/name=redis,app.kubernetes.io/component=node",
+                       "rate-limit-store"),
     "postgres-kill": ("postgres", "api-gateway", "app.kubernetes.io/name=postgresql", "registry"),
 }  # fmt: skip
+K8S_FAULT_SELECTORS = {"redis-failover": "${redis_selector},${redis_primary_label}"}  # the pod labelled primary
 
 
 @pytest.mark.parametrize("path", K8S_EXPERIMENTS, ids=lambda p: p.stem)
@@ -103,13 +106,16 @@ def test_k8s_experiments_take_selectors_from_configuration(path: Path) -> None:
         namespace,
         selector,
     )
+    own = f"${{{prefix}_selector}}"
+    hit = K8S_FAULT_SELECTORS.get(path.stem, own)
     for activity in _activities(experiment):  # nothing hard-coded: every activity reads the configuration
         arguments = activity["provider"]["arguments"]
-        assert (arguments["label_selector"], arguments["ns"]) == (f"${{{prefix}_selector}}", f"${{{prefix}_namespace}}")
-    fault, recovery = experiment["method"]
+        assert arguments["label_selector"] in (own, hit) and arguments["ns"] == f"${{{prefix}_namespace}}"
+    fault, *recovery = experiment["method"]
     assert fault["provider"]["func"] in ("terminate_pods", "evict_pods")
+    assert fault["provider"]["arguments"]["label_selector"] == hit
     assert fault["provider"]["arguments"]["role"] == role  # a literal: the journal keeps it
-    assert recovery["provider"]["func"] == "pods_ready"  # closes the fault window (faults.pod_loss)
+    assert recovery and {r["provider"]["func"] for r in recovery} == {"pods_ready"}  # closes the window (pod_loss)
     assert experiment["rollbacks"][-1]["provider"]["func"] == "pods_ready"
     assert "scale_deployment" not in path.read_text()  # a no-op after a kill, 404 for another name
 
@@ -124,3 +130,29 @@ def test_k8s_configuration_defaults_resolve_and_env_overrides(monkeypatch: pytes
     monkeypatch.setenv("QUOTAQUAKE_K8S_REDIS_MIN_READY", "3")
     overridden = load_configuration(experiment["configuration"])
     assert overridden["redis_selector"] == "app=my-redis" and overridden["redis_min_ready"] == 3
+
+
+def test_the_sentinel_experiment_kills_the_pod_the_chart_labels_primary(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chaoslib import substitute
+    from chaoslib.configuration import load_configuration
+
+    experiment = json.loads((REPO / "chaos" / "k8s" / "redis-failover.json").read_text())
+    defaults = load_configuration(experiment["configuration"])
+    kill, primary_ready, nodes_ready = experiment["method"]
+    arguments = substitute(kill["provider"]["arguments"], defaults, None)
+    # the Bitnami redis chart: node pods app.kubernetes.io/component=node, the current primary isMaster="true"
+    assert arguments["label_selector"] == "app.kubernetes.io/name=redis,app.kubernetes.io/component=node,isMaster=true"
+    assert (arguments["ns"], arguments["grace_period_s"]) == ("caching", 0)  # a crash: no preStop failover
+    # the window closes once a pod labelled primary is Ready (whole_sets off: it is 1 of the StatefulSet's
+    # pods); the StatefulSet is awaited whole after that
+    assert primary_ready["provider"]["arguments"]["label_selector"] == kill["provider"]["arguments"]["label_selector"]
+    assert primary_ready["provider"]["arguments"]["whole_sets"] is False
+    assert nodes_ready["provider"]["arguments"].get("whole_sets", True) is True
+    counted = [p for p in experiment["steady-state-hypothesis"]["probes"] if p["provider"]["func"] == "count_pods"]
+    assert [p["tolerance"] for p in counted] == [1]  # before and after: exactly one pod labelled primary
+    monkeypatch.setenv("QUOTAQUAKE_K8S_REDIS_SENTINEL_SELECTOR", "app=cache,role=node")
+    monkeypatch.setenv("QUOTAQUAKE_K8S_REDIS_PRIMARY_LABEL", "redis-role=master")
+    monkeypatch.setenv("QUOTAQUAKE_K8S_REDIS_GRACE_S", "30")
+    overridden = substitute(kill["provider"]["arguments"], load_configuration(experiment["configuration"]), None)
+    assert overridden["label_selector"] == "app=cache,role=node,redis-role=master"
+    assert overridden["grace_period_s"] == 30

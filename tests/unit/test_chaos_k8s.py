@@ -3,8 +3,10 @@ methods returning the client's own model objects), and the journal they leave tu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +35,9 @@ from quotaquake.kongspec import KongSpec
 from quotaquake.policy import load_policy
 from quotaquake.runfolder.models import Expectation, FaultKind, ServiceRole
 
+REPO = Path(__file__).resolve().parents[2]
 KONG = "app.kubernetes.io/name=kong,app.kubernetes.io/component=app"
+PRIMARY = "app.kubernetes.io/name=redis,app.kubernetes.io/component=node,isMaster=true"
 SELECTOR = V1LabelSelector(match_labels={"app.kubernetes.io/name": "kong"})
 
 
@@ -135,6 +139,21 @@ def test_ready_counts_stateful_set_members_and_minimum() -> None:
         wait(FakeCore([pod("bare", owner=None)]), apps, timeout_s=1.0, min_ready=2)
 
 
+def test_a_selector_that_picks_the_primary_of_a_stateful_set_waits_for_it_alone() -> None:
+    # isMaster=true matches one of the StatefulSet's three pods: its owner count would never be met
+    node = ("StatefulSet", "redis-node")
+    primary = [pod("redis-node-1", owner=node)]
+    apps = FakeApps(stateful_sets={"redis-node": 3})
+    with pytest.raises(ActivityFailed, match="StatefulSet redis-node: 1 of 3"):
+        wait(FakeCore(primary), apps, timeout_s=4.0)
+    clock = Clock()
+    core = FakeCore([], [pod("redis-node-0", phase="Pending", ready=False, owner=node)], primary)
+    ready = k8s.wait_pods_ready(core, apps, PRIMARY, "caching", 1, 30.0, 2.0, clock.sleep, clock, whole_sets=False)
+    assert ready == ["redis-node-1"] and clock.now == 4.0  # none labelled primary, then not ready, then ready
+    look = k8s.readiness(FakeCore([]), apps, PRIMARY, "caching", 1, whole_sets=False)
+    assert look.problems == [f"0 ready pod(s) match '{PRIMARY}', at least 1 wanted"]
+
+
 def test_terminate_selects_running_pods_and_deletes_without_grace() -> None:
     core = FakeCore([pod("kong-c"), pod("kong-a", deleting=True), pod("kong-b"), pod("kong-x", phase="Pending")])
     victims = k8s.select_pods(core, KONG, "api-gateway", 1)
@@ -168,11 +187,12 @@ def test_a_bad_role_is_refused_before_anything_is_deleted() -> None:
 T0 = datetime(2026, 1, 12, 10, 0, tzinfo=UTC).timestamp()
 
 
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(T0 + t, tz=UTC).isoformat()
+
+
 def entry(name: str, func: str, start: float, end: float, output: object, status: str = "succeeded",
           **arguments: object) -> dict[str, object]:  # fmt: skip
-    def iso(t: float) -> str:
-        return datetime.fromtimestamp(T0 + t, tz=UTC).isoformat()
-
     activity = {"name": name, "provider": {"module": "quotaquake.chaos.k8s", "func": func, "arguments": arguments}}
     return {"activity": activity, "output": output, "status": status, "start": iso(start), "end": iso(end)}
 
@@ -207,3 +227,30 @@ def test_a_failed_eviction_leaves_no_fault_window() -> None:
     journal = {"run": [entry("evict-1-kong-pod", "evict_pods", 1.0, 61.0, None, status="failed", role="gateway",
                              **templated)]}  # fmt: skip
     assert windows_of(journal, load_policy()) == []
+
+
+def test_the_sentinel_primary_kill_is_a_pod_loss_of_the_store_until_a_primary_is_ready() -> None:
+    # chaos/k8s/redis-failover.json's own activities, as the journal keeps them (before substitution)
+    experiment = json.loads((REPO / "chaos" / "k8s" / "redis-failover.json").read_text())
+    kill, primary_ready, nodes_ready = experiment["method"]
+
+    def step(activity: dict[str, Any], start: float, end: float, output: object) -> dict[str, object]:
+        return {"activity": activity, "output": output, "status": "succeeded", "start": iso(start), "end": iso(end)}
+
+    hit = {"label_selector": PRIMARY, "namespace": "caching", "role": "rate-limit-store", "pods": ["redis-node-0"]}
+    journal = {
+        "run": [
+            step(kill, 1.0, 1.2, hit),
+            step(primary_ready, 31.2, 33.0, {"label_selector": PRIMARY, "namespace": "caching",
+                                             "ready": ["redis-node-2"]}),
+            step(nodes_ready, 33.0, 52.0, {"label_selector": PRIMARY.removesuffix(",isMaster=true"),
+                                           "namespace": "caching", "ready": ["redis-node-0", "redis-node-1",
+                                                                             "redis-node-2"]}),
+        ],
+    }  # fmt: skip
+    policy = load_policy()
+    (window,) = windows_of(journal, policy, kong=KongSpec.from_policy(policy))
+    assert (window.kind, window.role) == (FaultKind.POD_LOSS, ServiceRole.RATE_LIMIT_STORE)  # not failover: see README
+    assert window.service == f"{PRIMARY}@caching"
+    assert window.end == pytest.approx(T0 + 33.0)  # the Service has a primary again; the StatefulSet whole later
+    assert window.expect is Expectation.FAIL_OPEN_UNLIMITED

@@ -234,3 +234,28 @@ def test_redis_topology_option_is_checked() -> None:
     assert redis_topology("sentinel") == "sentinel"
     with pytest.raises(UsageError, match="--redis: 'cluster' is not one of single, proxied, sentinel"):
         redis_topology("cluster")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("redis-failover", "Kong 3.9's OSS rate-limiting plugin has no Sentinel setting"),
+     ("redis-failover-stale", "replicated Redis"), ("redis-latency", "Envoy redis_proxy")],
+)  # fmt: skip
+@pytest.mark.parametrize("provider", ["docker", "external"])
+def test_a_failover_or_latency_experiment_is_not_applicable_to_a_kong_target(
+    name: str, why: str, provider: str, tmp_path: Path
+) -> None:
+    kong = stack("single", tmp_path).model_copy(update={"provider": provider})
+    with pytest.raises(ChaosTargetError, match=f"not applicable to a --provider {provider} target: .*{why}") as raised:
+        check_experiment(experiment(name), kong)
+    assert "\n" not in str(raised.value) and "stack up" not in str(raised.value)  # no local-only option offered
+    request = RunRequest(scenario=Path("s.py"), rate=1, duration_s=10, chaos=REPO / "chaos" / f"{name}.json",
+                         provider=provider)  # fmt: skip
+    with pytest.raises(UsageError, match=f"{name}.json: activity '.*': not applicable to a --provider {provider} "):
+        check_chaos_topology(request, experiment(name))  # before any stack starts
+
+
+def test_the_other_experiments_still_apply_to_a_kong_target() -> None:
+    request = RunRequest(scenario=Path("s.py"), rate=1, duration_s=10, chaos=REPO / "chaos" / "redis-kill.json",
+                         provider="docker")  # fmt: skip
+    check_chaos_topology(request, experiment("redis-kill"))

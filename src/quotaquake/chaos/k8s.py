@@ -11,7 +11,9 @@ Chaos Toolkit activities (``{"type": "python", "module": "quotaquake.chaos.k8s",
   matching pod that is neither finished (``Succeeded``/``Failed``: e.g. a Completed migrations Job pod) nor
   being deleted is Ready, each owning ReplicaSet or StatefulSet has as many Ready pods as it wants, and at
   least ``min_ready`` are Ready. ``chaosk8s.pod.probes.pods_in_phase`` raises at once if any matching pod
-  is not Running (a Completed Job pod, a Pending replacement) and never retries.
+  is not Running (a Completed Job pod, a Pending replacement) and never retries. ``whole_sets=False`` drops
+  the owners' count, for a selector that picks part of a set on purpose (the pod labelled primary of a Redis
+  StatefulSet: one of three matches, and its StatefulSet wants three).
 
 Experiments pass selectors and namespaces through Chaos Toolkit configuration (``type: env`` with the Helm
 charts' labels as defaults). The journal keeps activity arguments *before* that substitution, so every
@@ -96,19 +98,22 @@ def pods_ready(
     min_ready: int = 1,
     timeout_s: float = 180.0,
     interval_s: float = 2.0,
+    whole_sets: bool = True,
     secrets: Secrets = None,
 ) -> dict[str, object]:
     """Wait until the pods matching ``label_selector`` in ``ns`` are Ready again (module docstring);
     fails after ``timeout_s`` seconds naming what is still not ready."""
     core, apps = _clients(secrets)
-    ready = wait_pods_ready(core, apps, label_selector, ns, min_ready, timeout_s, interval_s)
+    ready = wait_pods_ready(core, apps, label_selector, ns, min_ready, timeout_s, interval_s, whole_sets=whole_sets)
     return _output(label_selector, ns, None, ready=ready)
 
 
-def pods_are_ready(label_selector: str, ns: str, min_ready: int = 1, secrets: Secrets = None) -> bool:
+def pods_are_ready(
+    label_selector: str, ns: str, min_ready: int = 1, whole_sets: bool = True, secrets: Secrets = None
+) -> bool:
     """One look, no retry (steady-state hypotheses): True when ``pods_ready`` would succeed right now."""
     core, apps = _clients(secrets)
-    look = readiness(core, apps, label_selector, ns, min_ready)
+    look = readiness(core, apps, label_selector, ns, min_ready, whole_sets=whole_sets)
     for problem in look.problems:
         logger.info(f"pods_are_ready: {problem}")
     return not look.problems
@@ -176,13 +181,16 @@ class Readiness:
     problems: list[str]
 
 
-def readiness(core: CoreApi, apps: AppsApi, label_selector: str, ns: str, min_ready: int) -> Readiness:
-    """The pods matching ``label_selector`` now: finished pods ignored, terminating ones not counted."""
+def readiness(
+    core: CoreApi, apps: AppsApi, label_selector: str, ns: str, min_ready: int, *, whole_sets: bool = True
+) -> Readiness:
+    """The pods matching ``label_selector`` now: finished pods ignored, terminating ones not counted; with
+    ``whole_sets`` every owning ReplicaSet/StatefulSet must have as many Ready matching pods as it wants."""
     pods = core.list_namespaced_pod(ns, label_selector=label_selector).items
     live = [p for p in pods if _phase(p) not in FINISHED_PHASES and not _terminating(p)]
     ready = sorted(p.metadata.name for p in live if _is_ready(p))
     problems = [f"pod {p.metadata.name} not ready ({_phase(p)})" for p in live if not _is_ready(p)]
-    for (kind, owner), count in _ready_by_owner(live).items():
+    for (kind, owner), count in (_ready_by_owner(live) if whole_sets else {}).items():
         wanted = _desired_replicas(apps, kind, owner, ns)
         if wanted is not None and count < wanted:
             problems.append(f"{kind} {owner}: {count} of {wanted} pods ready")
@@ -201,11 +209,13 @@ def wait_pods_ready(
     interval_s: float,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    whole_sets: bool = True,
 ) -> list[str]:
     """Poll ``readiness`` until it has no problem (returns the Ready pods) or ``timeout_s`` passes."""
     deadline = clock() + timeout_s
     while True:
-        look = readiness(core, apps, label_selector, ns, min_ready)
+        look = readiness(core, apps, label_selector, ns, min_ready, whole_sets=whole_sets)
         if not look.problems:
             return look.ready
         if clock() >= deadline:

@@ -25,6 +25,14 @@ NEEDS_REDIS: dict[str, tuple[RedisTopology, ...]] = {
     "clear_redis_delay": PROXIED,
 }
 """Our actions that need a Redis topology of the local stack (``stack up --redis``): those that fit."""
+ONLY_LOCAL = {
+    REPLICATED: "the failover is injected into the embedded stack's replicated Redis (--redis sentinel), which it "
+    "does not have, and Kong 3.9's OSS rate-limiting plugin has no Sentinel setting to follow a promotion with "
+    "(one Redis host:port)",
+    PROXIED: "the Redis latency fault is switched in the embedded stack's Envoy redis_proxy, which it does not "
+    "have (Kong talks to its Redis directly)",
+}
+"""Why the experiments that need a local Redis topology do not apply to a Kong target (docs/kong-3.9.md §14)."""
 
 Activity = Mapping[str, object]
 
@@ -63,11 +71,32 @@ def check_activity(activity: Activity, state: StackState) -> None:
         raise ChaosTargetError(f"activity '{activity.get('name', '?')}': {exc}") from None
 
 
+def not_applicable(func: str, provider: str) -> str | None:
+    """Why the action ``func`` does not apply to a ``provider`` target (one line), ``None`` when it may."""
+    needs = NEEDS_REDIS.get(func)
+    if needs is None or provider == "local":
+        return None
+    return f"not applicable to a --provider {provider} target: {ONLY_LOCAL[needs]} (docs/kong-3.9.md §14)"
+
+
+def not_applicable_experiment(experiment: Mapping[str, object], provider: str) -> str | None:
+    """Why ``experiment`` does not apply to a ``provider`` target: its first action that does not."""
+    for activity in activities(experiment):
+        provider_spec = activity.get("provider")
+        if isinstance(provider_spec, Mapping) and provider_spec.get("module") in OUR_MODULES:
+            why = not_applicable(str(provider_spec.get("func")), provider)
+            if why is not None:
+                return f"activity '{activity.get('name', '?')}': {why}"
+    return None
+
+
 def check_redis_topology(func: str, arguments: Mapping[str, object], state: StackState) -> None:
-    """The stack runs a Redis topology the action needs (one line naming the ``stack up`` option otherwise),
-    and a delay is one of the proxy's levels."""
+    """The stack runs a Redis topology the action needs (one line naming the ``stack up`` option otherwise;
+    a Kong target has none: not applicable, saying why), and a delay is one of the proxy's levels."""
     from quotaquake.faults import failover, latency
 
+    if (why := not_applicable(func, state.provider)) is not None:
+        raise ChaosTargetError(why)
     if NEEDS_REDIS.get(func) == REPLICATED:
         failover.require_replicated(state)
     elif NEEDS_REDIS.get(func) == PROXIED:
