@@ -488,3 +488,13 @@ def run_data(
     )
     seeds = [MonthlySeed(consumer=k, used=v) for k, v in (monthly_seeds or {}).items()]
     return RunData(info=info, history=history, faults=faults or [], prometheus=prometheus, monthly_seeds=seeds)
+
+
+def finished(run: RunData, duration_s: float = 10.0) -> RunData:
+    """``run`` as a run that finished as planned (``run.json``'s end, the engine's end and its count of
+    every history row): the completeness check passes it."""
+    started = run.info.started_at
+    ended = datetime.fromtimestamp(started.timestamp() + duration_s, tz=UTC)
+    run.info = run.info.model_copy(update={"duration_s": duration_s, "ended_at": ended, "load_exit_code": 0})
+    run.engine = EngineRecord(started_at=started, ended_at=ended, requests=len(run.history), failures=0)
+    return run

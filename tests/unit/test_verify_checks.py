@@ -11,7 +11,7 @@ from quotaquake.verify.checks.generator import check_generator_health
 from quotaquake.verify.checks.headers import check_headers
 from quotaquake.verify.checks.latency import check_latency, check_limiter_latency
 from quotaquake.verify.thresholds import Thresholds
-from tests.support.synthetic import START_S, frame_from_rows, run_data
+from tests.support.synthetic import START_S, finished, frame_from_rows, run_data
 from tests.unit.test_verify_quota_bucket import POLICY
 
 T = Thresholds()
@@ -198,9 +198,21 @@ def test_crosscheck_without_prometheus_is_unknown_or_not_applicable():
     assert check_prometheus_crosscheck(run([row(0)], prometheus=broken), T).status == "unknown"
 
 
+def test_an_incomplete_history_short_of_the_server_counts_is_unknown_not_fail():
+    """A killed recorder loses its last rows: the server counting more then proves nothing; the history
+    counting more than the server is a disagreement however the run ended."""
+    rows = [row(i * 0.01) for i in range(1000)] + [row(20 + i * 0.01, status=429) for i in range(64)]
+    more = PrometheusSnapshot(url="u", start=0, end=1, requests=1085, rejected_429=70)
+    killed = check_prometheus_crosscheck(run(rows, prometheus=more), T)
+    assert killed.status == "unknown" and "incomplete" in killed.summary
+    assert check_prometheus_crosscheck(finished(run(rows, prometheus=more)), T).status == "fail"
+    fewer = PrometheusSnapshot(url="u", start=0, end=1, requests=1064, rejected_429=50)
+    assert check_prometheus_crosscheck(run(rows, prometheus=fewer), T).status == "fail"
+
+
 def test_probe_traffic_nobody_recorded_makes_the_crosscheck_unknown_not_fail():
     snapshot = PrometheusSnapshot(url="u", start=0, end=1, requests=160, rejected_429=0)
-    manual = run([row(i * 0.01) for i in range(100)], prometheus=snapshot)
+    manual = finished(run([row(i * 0.01) for i in range(100)], prometheus=snapshot))
     manual.chaos_ran = True  # a journal, but the probes wrote no ledger: 60 requests unaccounted
     assert check_prometheus_crosscheck(manual, T).status == "unknown"
     manual.probe_ledger = True  # with a ledger the 60 are unexplained: the server saw requests we did not send

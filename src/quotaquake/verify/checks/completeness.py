@@ -39,11 +39,7 @@ def check_completeness(run: RunData, thresholds: Thresholds) -> Verdict:
     """One verdict listing every way the run folder shows the run to be incomplete."""
     del thresholds
     rows = len(run.history)
-    missing = (
-        _orchestration_gaps(run.info, run.engine)
-        + _engine_gaps(run.engine, run.info, rows)
-        + _worker_gaps(run.engine, rows)
-    )
+    missing = incompleteness(run)
     workers = [] if run.engine is None else run.engine.workers
     evidence: dict[str, object] = {
         "history_rows": rows,
@@ -59,6 +55,17 @@ def check_completeness(run: RunData, thresholds: Thresholds) -> Verdict:
     if missing:
         return Verdict(CHECK, "unknown", "incomplete: " + "; ".join(missing), evidence)
     return Verdict(CHECK, "pass", f"complete: {rows} requests recorded, as many as the load engine counted", evidence)
+
+
+def incompleteness(run: RunData) -> list[str]:
+    """Every way the run folder shows the run to be incomplete (empty: complete). A history of an incomplete
+    run may lack requests the system answered, so other checks must not read a shortfall as the system's."""
+    rows = len(run.history)
+    return (
+        _orchestration_gaps(run.info, run.engine)
+        + _engine_gaps(run.engine, run.info, rows)
+        + _worker_gaps(run.engine, rows)
+    )
 
 
 def _orchestration_gaps(info: RunInfo, engine: EngineRecord | None) -> list[str]:

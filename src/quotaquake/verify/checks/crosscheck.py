@@ -4,13 +4,16 @@ History: requests with a status (a response arrived, so they went through the ga
 Server: the LB's ``envoy_cluster_upstream_rq_total`` / 429 counter differences over the run window; for a
 Kong target its prometheus plugin's ``kong_http_requests_total`` (total and ``code="429"``, summed per
 replica, ``quotaquake.prometheus_kong``). A target that declares no Prometheus: not applicable.
-Each pair must agree within ``max(relative_tolerance x history count, absolute_tolerance)``.
+Each pair must agree within ``max(relative_tolerance x history count, absolute_tolerance)``. The server
+counting more than an incomplete run's history holds is unknown (a killed recorder loses its last rows); a
+history counting more than the server is a disagreement whatever the run's completeness.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from quotaquake.verify.checks.completeness import incompleteness
 from quotaquake.verify.data.rundata import RunData
 from quotaquake.verify.thresholds import Thresholds
 from quotaquake.verify.verdict import NOT_APPLICABLE, Verdict
@@ -71,6 +74,17 @@ def check_prometheus_crosscheck(run: RunData, thresholds: Thresholds) -> Verdict
             "keep probe-requests.jsonl beside the journal for `quotaquake verify --journal`)",
             evidence,
         )
+    gaps = incompleteness(run)
+    if disagree and gaps and all(_server_counted_more(r) for r in disagree):
+        evidence["incomplete"] = gaps
+        return Verdict(
+            CHECK,
+            "unknown",
+            "the server counted more than the history holds, and the run is incomplete ("
+            + "; ".join(gaps)
+            + "): the history may lack requests that were answered; a complete run would decide",
+            evidence,
+        )
     if disagree:
         text = ", ".join(f"{r['count']}: history {r['history']} vs Prometheus {r['prometheus']}" for r in disagree)
         return Verdict(CHECK, "fail", f"history and server counts disagree: {text}", evidence)
@@ -83,4 +97,8 @@ def _unrecorded_probes(run: RunData, disagree: list[dict[str, object]]) -> bool:
     """An experiment ran without a probe ledger, and every disagreement is the server counting more."""
     if not run.chaos_ran or run.probe_ledger:
         return False
-    return all(float(str(r["prometheus"])) > float(str(r["history"])) for r in disagree)
+    return all(_server_counted_more(r) for r in disagree)
+
+
+def _server_counted_more(row: dict[str, object]) -> bool:
+    return float(str(row["prometheus"])) > float(str(row["history"]))
