@@ -54,7 +54,9 @@ def test_stopped_redis_is_alive_but_unreachable_until_resumed(
 
 
 def test_replica_kill_is_restored_and_checked(config: dict[str, object], chaos_stack: StackState) -> None:
-    assert actions.kill_gateway_replicas(1, configuration=config) == ["gateway-2"]
+    killed = actions.kill_gateway_replicas(1, configuration=config)
+    assert killed["replicas"] == ["gateway-2"]
+    assert set(killed["ejected_after_s"]) == {"gateway-2"}  # type: ignore[arg-type]  # the LB ejection was timed
     assert not _alive(chaos_stack.state_file, "gateway-2")
     assert any("gateway-2" in p or "replicas::" in p for p in stack_problems(read_state(Path(chaos_stack.state_file))))
     result = actions.restore_all(timeout_s=60, configuration=config)
