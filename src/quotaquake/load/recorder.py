@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quotaquake.runfolder import RunFolder
-from quotaquake.runfolder.history import SCHEMA, write_part
+from quotaquake.runfolder.history import RATE_LIMIT_COLUMNS, SCHEMA, write_part
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,7 @@ HEADER_COLUMNS: dict[str, tuple[str, ...]] = {
     "rl_window_limit": ("ratelimit-limit",),
     "rl_window_remaining": ("ratelimit-remaining",),
 }
-NUMERIC_HEADER_COLUMNS = (
-    "rl_limit",
-    "rl_remaining",
-    "rl_reset",
-    "retry_after",
-    "upstream_ms",
-    "rl_limit_month",
-    "rl_remaining_month",
-    "rl_window_limit",
-    "rl_window_remaining",
-)
+NUMERIC_HEADER_COLUMNS = (*RATE_LIMIT_COLUMNS, "upstream_ms")
 COLLECTED_COLUMNS: tuple[str, ...] = tuple(name for name in SCHEMA.names if name != "worker")
 """Columns collected per request; ``worker`` is the same for every row of a recorder and added at flush."""
 

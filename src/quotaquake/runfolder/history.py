@@ -83,6 +83,17 @@ SCHEMA = pa.schema(
 )
 
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
+RATE_LIMIT_COLUMNS: tuple[str, ...] = (
+    "rl_limit",
+    "rl_remaining",
+    "rl_reset",
+    "retry_after",
+    "rl_limit_month",
+    "rl_remaining_month",
+    "rl_window_limit",
+    "rl_window_remaining",
+)
+"""The rate-limit headers of a response, as numbers (null where absent)."""
 ADDED_COLUMNS: tuple[str, ...] = ("rl_limit_month", "rl_remaining_month", "rl_window_limit", "rl_window_remaining")
 """Nullable columns added after the first schema; older parts lack them and read as null."""
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(name for name in COLUMNS if name not in ADDED_COLUMNS)

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quotaquake.kongspec import KongSpec
+from quotaquake.runfolder.history import RATE_LIMIT_COLUMNS
 from quotaquake.verify.checks.evidence import first_rows_per_consumer
 from quotaquake.verify.data.kong import KongRows, kong_rows
 from quotaquake.verify.data.rundata import RunData
@@ -41,16 +42,7 @@ KONG_PROBLEMS: tuple[str, ...] = (
     "RateLimit-Limit/Remaining not the tightest window",
     "RateLimit-Reset or Retry-After off Kong's reset formula",
 )
-HEADER_COLUMNS: tuple[str, ...] = (
-    "rl_limit",
-    "rl_remaining",
-    "rl_reset",
-    "retry_after",
-    "rl_limit_month",
-    "rl_remaining_month",
-    "rl_window_limit",
-    "rl_window_remaining",
-)
+HEADER_COLUMNS: tuple[str, ...] = RATE_LIMIT_COLUMNS
 RECORDED: dict[str, tuple[str, str]] = {
     "minute": ("rl_limit", "rl_remaining"),
     "month": ("rl_limit_month", "rl_remaining_month"),

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from quotaquake.errors import ConfigError
 from quotaquake.runfolder import RunFolder
-from quotaquake.runfolder.history import SCHEMA
+from quotaquake.runfolder.history import RATE_LIMIT_COLUMNS, SCHEMA
 from quotaquake.runfolder.models import (
     EngineRecord,
     FaultWindow,
@@ -37,32 +37,13 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "latency_ms",
     "cost",
     "status",
-    "rl_limit",
-    "rl_remaining",
-    "rl_reset",
-    "retry_after",
+    *RATE_LIMIT_COLUMNS,
     "upstream_ms",
-    "rl_limit_month",
-    "rl_remaining_month",
-    "rl_window_limit",
-    "rl_window_remaining",
 )
 VERIFY_COLUMNS: tuple[str, ...] = NUMERIC_COLUMNS + CATEGORY_COLUMNS
 # Held as float32 (exact for the integers up to 2**24 and short decimals they carry) to save 4 bytes/row
 # each; latencies and times stay 64-bit.
-FLOAT32_COLUMNS: frozenset[str] = frozenset(
-    {
-        "cost",
-        "rl_limit",
-        "rl_remaining",
-        "rl_reset",
-        "retry_after",
-        "rl_limit_month",
-        "rl_remaining_month",
-        "rl_window_limit",
-        "rl_window_remaining",
-    }
-)
+FLOAT32_COLUMNS: frozenset[str] = frozenset({"cost", *RATE_LIMIT_COLUMNS})
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
